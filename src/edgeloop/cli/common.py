@@ -1,0 +1,55 @@
+"""Helpers every CLI module shares: error reporting, output mode, workspace lookup."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from edgeloop.errors import EdgeloopError
+from edgeloop.settings import get_settings
+from edgeloop.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkspaceOption = typer.Option(
+    None,
+    "--workspace",
+    "-w",
+    help="Workspace directory (holds edgeloop.yaml). Default: $EDGELOOP_WORKSPACE or '.'.",
+    show_default=False,
+)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn EdgeloopError into a one-line message and exit code 1, without a traceback."""
+    try:
+        yield
+    except EdgeloopError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+def load_workspace(path: Path | None) -> Workspace:
+    """The workspace at `path`, else $EDGELOOP_WORKSPACE, else the current directory."""
+    return Workspace.load(path or get_settings().workspace)
+
+
+def use_progress(json_output: bool) -> bool:
+    """Draw rich progress only for a person at a terminal."""
+    return not json_output and sys.stderr.isatty() and not get_settings().no_progress
+
+
+def print_json(value: Any) -> None:
+    """One JSON document per line on stdout (for scripts and `jq`)."""
+    sys.stdout.write(orjson.dumps(value, default=str).decode() + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,48 @@
+"""The `edgeloop` command: each noun lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from edgeloop import __version__
+from edgeloop.cli import init as init_cmd
+from edgeloop.cli import journal
+from edgeloop.settings import get_settings
+
+app = typer.Typer(
+    name="edgeloop",
+    help="edgeloop: serve models at the edge, capture data, replicate it to the core, retrain, "
+    "sign and roll out, in one loop.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """edgeloop: the MLOps continuum from edge to cloud."""
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+app.command("init")(init_cmd.init)
+app.add_typer(journal.app, name="journal")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,53 @@
+"""The exceptions edgeloop raises; every one says what went wrong and what to do next.
+
+    EdgeloopError
+    ├── ConfigError                 a workspace or settings file is invalid
+    ├── InvalidKeyError             an object key or store URL is unsafe or malformed
+    ├── StoreError                  an object store operation failed
+    │   ├── ObjectNotFound          the key does not exist
+    │   ├── ChecksumMismatch        bytes did not hash to the expected SHA-256
+    │   └── StoreUnavailable        the store cannot be reached (retryable)
+    ├── JournalError                the event journal failed
+    └── ReplicationError            replication could not proceed
+"""
+
+from __future__ import annotations
+
+
+class EdgeloopError(Exception):
+    """Base class of every error edgeloop raises on purpose."""
+
+
+class ConfigError(EdgeloopError):
+    """A workspace file or setting is invalid; the message names the file and field."""
+
+
+class InvalidKeyError(EdgeloopError, ValueError):
+    """An object key or URL was refused because it is unsafe or malformed."""
+
+
+class StoreError(EdgeloopError):
+    """An object store operation failed."""
+
+
+class ObjectNotFound(StoreError, KeyError):
+    """The requested key does not exist in the store."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "object not found"
+
+
+class ChecksumMismatch(StoreError):
+    """Bytes did not hash to the SHA-256 they were expected to have."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached; the operation may succeed if retried."""
+
+
+class JournalError(EdgeloopError):
+    """The event journal could not append or read."""
+
+
+class ReplicationError(EdgeloopError):
+    """Replication could not proceed."""

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks that start real servers (shipped so users can test too)."""

@@ -1,0 +1,56 @@
+"""`edgeloop init`: write a new workspace with a core and two edge sites on directory stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeloop.errors import ConfigError
+from edgeloop.workspace.config import ReplicationRule, SiteConfig, Tier, WorkspaceConfig
+from edgeloop.workspace.loader import CONFIG_NAME
+from edgeloop.workspace.workspace import Workspace
+
+DEFAULT_EDGES = ("edge-a", "edge-b")
+FIRST_SERVING_PORT = 8101
+
+
+def default_config(project: str, edges: tuple[str, ...] = DEFAULT_EDGES) -> WorkspaceConfig:
+    """A core plus `edges`, each with a directory store, and capture/label replication up."""
+    sites = [SiteConfig(name="core", tier=Tier.CORE, labels={"role": "core"}, store="sites/core/store")]
+    regions = ("eu", "us")
+    for i, edge in enumerate(edges):
+        sites.append(
+            SiteConfig(
+                name=edge,
+                tier=Tier.EDGE,
+                labels={"region": regions[i % len(regions)], "hw": "cpu"},
+                store=f"sites/{edge}/store",
+                serving_port=FIRST_SERVING_PORT + i,
+            )
+        )
+    rules = [
+        ReplicationRule(name=f"{edge}-{prefix.rstrip('/')}-up", source=edge, target="core", prefix=prefix)
+        for edge in edges
+        for prefix in ("captures/", "labels/")
+    ]
+    return WorkspaceConfig(project=project, sites=sites, replication=rules)
+
+
+def init_workspace(directory: Path, project: str | None = None, *, force: bool = False) -> Workspace:
+    """Create `directory` with edgeloop.yaml and empty site stores; refuses to overwrite."""
+    directory = directory.absolute()
+    config_file = directory / CONFIG_NAME
+    if config_file.exists() and not force:
+        raise ConfigError(f"{config_file} already exists; pass --force to overwrite it")
+    name = project or _project_name(directory.name)
+    workspace = Workspace(directory, default_config(name))
+    directory.mkdir(parents=True, exist_ok=True)
+    workspace.save()
+    for site in workspace.sites():
+        workspace.store(site.name)  # creates the store directory
+        workspace.state_dir(site.name)
+    return workspace
+
+
+def _project_name(raw: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "-" for c in raw.lower()).strip("-")
+    return cleaned[:63] or "edgeloop"

@@ -1,0 +1,32 @@
+"""Shared fixtures: temp workspaces and a real S3 server (rclone serve s3) per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeloop.testing.s3server import S3Server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One real S3-compatible server for the whole session; tests use their own buckets."""
+    with S3Server(tmp_path_factory.mktemp("s3root")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_url(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
+    """An s3:// URL of a fresh bucket for this test."""
+    safe = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    return s3_server.url(f"t-{safe}-{id(request) % 10000}")
+
+
+@pytest.fixture
+def workspace_dir(tmp_path: Path) -> Path:
+    """A fresh workspace made by `edgeloop init`."""
+    from edgeloop.workspace import init_workspace
+
+    return init_workspace(tmp_path / "ws").root
