@@ -8,7 +8,7 @@ import typer
 
 from edgeloop import __version__
 from edgeloop.cli import init as init_cmd
-from edgeloop.cli import journal
+from edgeloop.cli import journal, models
 from edgeloop.settings import get_settings
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ def main(
 
 app.command("init")(init_cmd.init)
 app.add_typer(journal.app, name="journal")
+app.add_typer(models.app, name="models")
 
 
 def run() -> None:
