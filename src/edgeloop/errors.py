@@ -1,14 +1,14 @@
 """The exceptions edgeloop raises; every one says what went wrong and what to do next.
 
-    EdgeloopError
-    ├── ConfigError                 a workspace or settings file is invalid
-    ├── InvalidKeyError             an object key or store URL is unsafe or malformed
-    ├── StoreError                  an object store operation failed
-    │   ├── ObjectNotFound          the key does not exist
-    │   ├── ChecksumMismatch        bytes did not hash to the expected SHA-256
-    │   └── StoreUnavailable        the store cannot be reached (retryable)
-    ├── JournalError                the event journal failed
-    └── ReplicationError            replication could not proceed
+EdgeloopError
+├── ConfigError                 a workspace or settings file is invalid
+├── InvalidKeyError             an object key or store URL is unsafe or malformed
+├── StoreError                  an object store operation failed
+│   ├── ObjectNotFound          the key does not exist
+│   ├── ChecksumMismatch        bytes did not hash to the expected SHA-256
+│   └── StoreUnavailable        the store cannot be reached (retryable)
+├── JournalError                the event journal failed
+└── ReplicationError            replication could not proceed
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from edgeloop.workspace import init_workspace
 
 def init(
     directory: Path = typer.Argument(Path(), help="Directory for the new workspace."),
-    project: str = typer.Option(None, "--project", "-p", help="Project name (default: directory name)."),
+    project: str = typer.Option(
+        None, "--project", "-p", help="Project name (default: directory name)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing edgeloop.yaml."),
 ) -> None:
     """Create a workspace: edgeloop.yaml with a core and two edge sites on directory stores."""

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from edgeloop.cli.common import WorkspaceOption, console, friendly_errors, load_workspace, print_json
+from edgeloop.cli.common import (
+    WorkspaceOption,
+    console,
+    friendly_errors,
+    load_workspace,
+    print_json,
+)
 from edgeloop.journal import Journal, JournalEntry, open_journal
 
 app = typer.Typer(help="Read a site's event journal.", no_args_is_help=True)
@@ -27,7 +33,8 @@ def _show(entry: JournalEntry, as_json: bool) -> None:
         print_json({"seq": entry.seq, **e.to_dict()})
     else:
         console.print(
-            f"{entry.seq:>6} {e.time:%Y-%m-%d %H:%M:%S} [cyan]{e.type:20}[/] {e.site:10} {e.subject}",
+            f"{entry.seq:>6} {e.time:%Y-%m-%d %H:%M:%S} "
+            f"[cyan]{e.type:20}[/] {e.site:10} {e.subject}",
             highlight=False,
         )
 
@@ -38,7 +45,9 @@ def tail(
     path: str = typer.Option(None, "--path", help="A journal file or URL instead of a site."),
     n: int = typer.Option(20, "-n", help="How many of the latest events to show first."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
-    types: list[str] = typer.Option(None, "--type", "-t", help="Only events of this type (repeatable)."),
+    types: list[str] = typer.Option(
+        None, "--type", "-t", help="Only events of this type (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line."),
     workspace: Path = WorkspaceOption,
 ) -> None:

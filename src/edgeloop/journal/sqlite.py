@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from edgeloop.model.events import Event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,  -- rowid: append-only, so max+1 is never reused
     id      TEXT NOT NULL UNIQUE,
     type    TEXT NOT NULL,
     site    TEXT NOT NULL,
@@ -92,8 +93,14 @@ class SQLiteJournal:
             JournalEntry(
                 seq,
                 Event.from_dict(
-                    {"id": id_, "type": type_, "site": site, "subject": subject, "time": time,
-                     "data": orjson.loads(data)}
+                    {
+                        "id": id_,
+                        "type": type_,
+                        "site": site,
+                        "subject": subject,
+                        "time": time,
+                        "data": orjson.loads(data),
+                    }
                 ),
             )
             for seq, id_, type_, site, subject, time, data in rows
@@ -120,10 +127,8 @@ class SQLiteJournal:
             )
 
     def _rollback(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
     def close(self) -> None:
         with self._lock:

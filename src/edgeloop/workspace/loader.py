@@ -20,7 +20,9 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             match = node.value[part]
         else:
             match = None
@@ -51,7 +53,8 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> WorkspaceConfig:
             at = f"{source}:{where}" if where else source
             lines.append(f"{at}: {field}: {err['msg']}")
         raise ConfigError(
-            "invalid workspace config:\n  " + "\n  ".join(lines)
+            "invalid workspace config:\n  "
+            + "\n  ".join(lines)
             + f"\nFix the fields above in {source} (see docs/workspace.md for the schema)."
         ) from None
 

@@ -15,7 +15,9 @@ FIRST_SERVING_PORT = 8101
 
 def default_config(project: str, edges: tuple[str, ...] = DEFAULT_EDGES) -> WorkspaceConfig:
     """A core plus `edges`, each with a directory store, and capture/label replication up."""
-    sites = [SiteConfig(name="core", tier=Tier.CORE, labels={"role": "core"}, store="sites/core/store")]
+    sites = [
+        SiteConfig(name="core", tier=Tier.CORE, labels={"role": "core"}, store="sites/core/store")
+    ]
     regions = ("eu", "us")
     for i, edge in enumerate(edges):
         sites.append(
@@ -28,14 +30,18 @@ def default_config(project: str, edges: tuple[str, ...] = DEFAULT_EDGES) -> Work
             )
         )
     rules = [
-        ReplicationRule(name=f"{edge}-{prefix.rstrip('/')}-up", source=edge, target="core", prefix=prefix)
+        ReplicationRule(
+            name=f"{edge}-{prefix.rstrip('/')}-up", source=edge, target="core", prefix=prefix
+        )
         for edge in edges
         for prefix in ("captures/", "labels/")
     ]
     return WorkspaceConfig(project=project, sites=sites, replication=rules)
 
 
-def init_workspace(directory: Path, project: str | None = None, *, force: bool = False) -> Workspace:
+def init_workspace(
+    directory: Path, project: str | None = None, *, force: bool = False
+) -> Workspace:
     """Create `directory` with edgeloop.yaml and empty site stores; refuses to overwrite."""
     directory = directory.absolute()
     config_file = directory / CONFIG_NAME

@@ -1,0 +1,128 @@
+"""Contract tests of the SQLite event journal: idempotent append, cursors, durability."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edgeloop.errors import JournalError
+from edgeloop.journal import JournalSink, SQLiteJournal, open_journal
+from edgeloop.model.events import Event
+
+
+def ev(i: int, type_: str = "object.created") -> Event:
+    return Event(id=f"e{i}", type=type_, site="edge-a", subject=f"k/{i}", data={"i": i})
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> SQLiteJournal:
+    return SQLiteJournal(tmp_path / "journal.db")
+
+
+def test_append_is_idempotent_by_event_id(journal: SQLiteJournal) -> None:
+    assert journal.append(ev(1)) is True
+    assert journal.append(ev(1)) is False
+    assert journal.append_many([ev(1), ev(2), ev(2), ev(3)]) == 2
+    assert [e.event.id for e in journal.read()] == ["e1", "e2", "e3"]
+    assert journal.last_seq() == 3
+
+
+def test_read_from_cursor_with_limit_and_types(journal: SQLiteJournal) -> None:
+    journal.append_many([ev(i, "a" if i % 2 else "b") for i in range(1, 11)])
+    first = journal.read(0, limit=3)
+    assert [e.seq for e in first] == [1, 2, 3]
+    rest = journal.read(first[-1].seq)
+    assert [e.seq for e in rest] == list(range(4, 11))
+    assert {e.event.type for e in journal.read(types=["a"])} == {"a"}
+    assert len(journal.read(types=["a"])) == 5
+
+
+def test_events_round_trip_every_field(journal: SQLiteJournal) -> None:
+    original = Event(
+        id="x",
+        type="t",
+        site="s",
+        subject="sub",
+        data={"n": [1, 2], "u": "é"},
+        time=datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC),
+    )
+    journal.append(original)
+    assert journal.read()[0].event == original
+
+
+def test_cursor_commits_and_never_moves_back(journal: SQLiteJournal) -> None:
+    assert journal.cursor("replicator") == 0
+    journal.commit("replicator", 5)
+    journal.commit("replicator", 3)
+    assert journal.cursor("replicator") == 5
+    assert journal.cursor("other") == 0
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first = SQLiteJournal(path)
+    first.append_many([ev(1), ev(2)])
+    first.commit("c", 1)
+    first.close()
+    again = open_journal(str(path))
+    assert [e.event.id for e in again.read()] == ["e1", "e2"]
+    assert again.cursor("c") == 1
+    assert again.append(ev(2)) is False
+
+
+def test_concurrent_appenders_never_duplicate(journal: SQLiteJournal) -> None:
+    ids = list(range(200)) * 3
+    random.Random(7).shuffle(ids)
+
+    def worker(chunk: list[int]) -> None:
+        for i in chunk:
+            journal.append(ev(i))
+
+    threads = [threading.Thread(target=worker, args=(ids[n::4],)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = journal.read(limit=10_000)
+    assert sorted(e.event.id for e in entries) == sorted(f"e{i}" for i in range(200))
+    assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+
+
+def test_two_processes_share_one_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    code = (
+        "import sys\n"
+        "from edgeloop.journal import SQLiteJournal\n"
+        "from edgeloop.model.events import Event\n"
+        "j = SQLiteJournal(sys.argv[1])\n"
+        "for i in range(100): j.append(Event(id=f'p{i % 60}', type='t', site='s', subject=''))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)]) for _ in range(2)]
+    assert all(p.wait(60) == 0 for p in procs)
+    assert len(SQLiteJournal(path).read(limit=1000)) == 60
+
+
+def test_sink_reports_duplicates(journal: SQLiteJournal) -> None:
+    sink = JournalSink(journal)
+    assert sink.emit(ev(9)) is True
+    assert sink.emit(ev(9)) is False
+
+
+def test_unknown_journal_urls_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="unknown journal URL"):
+        open_journal("ftp://x/y")
+    j = open_journal(f"sqlite:///{tmp_path}/abs.db")
+    assert Path(j.url.removeprefix("sqlite:///")) == tmp_path / "abs.db"
+
+
+def test_corrupt_journal_file_gives_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="cannot open journal"):
+        SQLiteJournal(bad)
