@@ -103,8 +103,13 @@ def test_two_processes_share_one_journal(tmp_path: Path) -> None:
         "j = SQLiteJournal(sys.argv[1])\n"
         "for i in range(100): j.append(Event(id=f'p{i % 60}', type='t', site='s', subject=''))\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)]) for _ in range(2)]
-    assert all(p.wait(60) == 0 for p in procs)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
     assert len(SQLiteJournal(path).read(limit=1000)) == 60
 
 
