@@ -8,7 +8,10 @@ EdgeloopError
 │   ├── ChecksumMismatch        bytes did not hash to the expected SHA-256
 │   └── StoreUnavailable        the store cannot be reached (retryable)
 ├── JournalError                the event journal failed
-└── ReplicationError            replication could not proceed
+├── ReplicationError            replication could not proceed
+└── MonitoringError             drift or quality monitoring could not proceed
+    ├── EmptySampleError        a statistic was asked about a sample with no values
+    └── ProfileNotFound         no reference profile exists for the model version
 """
 
 from __future__ import annotations
@@ -51,3 +54,15 @@ class JournalError(EdgeloopError):
 
 class ReplicationError(EdgeloopError):
     """Replication could not proceed."""
+
+
+class MonitoringError(EdgeloopError):
+    """Drift or live-quality monitoring could not proceed."""
+
+
+class EmptySampleError(MonitoringError, ValueError):
+    """A drift statistic needs at least one value in each sample."""
+
+
+class ProfileNotFound(MonitoringError):
+    """No reference profile is stored for the model (version) being monitored."""
