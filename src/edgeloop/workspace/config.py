@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -61,6 +61,77 @@ class ReplicationRule(_Strict):
         return self.name or f"{self.source}-to-{self.target}"
 
 
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(s|m|h|d|w)\s*$"
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, description="e.g. 90s, 15m, 1h, 7d")]
+
+
+class DriftThresholds(_Strict):
+    """When a feature counts as drifted: its test is significant AND one distance is at least
+    its threshold (None turns a distance off; with every distance off, the test alone decides).
+    """
+
+    psi: float | None = Field(default=0.2, ge=0)
+    ks: float | None = Field(default=0.1, ge=0, le=1)
+    wasserstein: float | None = Field(
+        default=0.1, ge=0, description="in standard deviations of the reference"
+    )
+    js: float | None = Field(default=0.1, ge=0, le=1, description="Jensen-Shannon, in bits")
+    significance: float | None = Field(
+        default=None, gt=0, lt=1, description="overrides the model's significance"
+    )
+
+    def merged(self, override: DriftThresholds | None) -> DriftThresholds:
+        """These thresholds with the fields `override` sets explicitly replaced."""
+        if override is None:
+            return self
+        return self.model_copy(
+            update={name: getattr(override, name) for name in override.model_fields_set}
+        )
+
+
+class QualityBound(_Strict):
+    """The live-quality metric of a model and the bound below (or, for MAE, above) which it
+    raises `quality.degraded`."""
+
+    metric: Literal["accuracy", "f1", "mae"] = "accuracy"
+    bound: float | None = Field(default=None, description="None: report only, never alert")
+    bucket: Duration = "1h"
+    min_labels: int = Field(default=30, ge=1, description="buckets with fewer labels are skipped")
+
+
+class ModelMonitoring(_Strict):
+    """Per-model monitoring settings; unset fields fall back to the `monitoring:` defaults."""
+
+    window: Duration | None = None
+    significance: float | None = Field(default=None, gt=0, lt=1)
+    thresholds: DriftThresholds | None = None
+    features: dict[str, DriftThresholds] = Field(default_factory=dict)
+    multivariate: bool | None = None
+    quality: QualityBound = Field(default_factory=QualityBound)
+
+
+class MonitoringConfig(_Strict):
+    """The `monitoring:` section: drift windows, significance, thresholds, per-model overrides."""
+
+    window: Duration = "1h"
+    significance: float = Field(
+        default=0.01, gt=0, lt=1, description="family-wise false-alarm rate per report"
+    )
+    min_rows: int = Field(default=100, ge=1, description="smaller windows are not judged")
+    multivariate: bool = True
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    models: dict[str, ModelMonitoring] = Field(default_factory=dict)
+
+    def for_model(self, model: str) -> ModelMonitoring:
+        """The settings of `model` (its own entry, or all defaults)."""
+        return self.models.get(model) or ModelMonitoring()
+
+    def feature_thresholds(self, model: str, feature: str) -> DriftThresholds:
+        """Global thresholds, overridden by the model's, overridden by the feature's."""
+        entry = self.for_model(model)
+        return self.thresholds.merged(entry.thresholds).merged(entry.features.get(feature))
+
+
 class WorkspaceConfig(_Strict):
     """The whole `edgeloop.yaml`."""
 
@@ -68,6 +139,7 @@ class WorkspaceConfig(_Strict):
     project: SiteName
     sites: list[SiteConfig] = Field(min_length=1)
     replication: list[ReplicationRule] = Field(default_factory=list)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> WorkspaceConfig:
