@@ -114,7 +114,7 @@ class LocalStore:
             for attempt in range(3):
                 self._make_parents(key, path)
                 try:
-                    os.replace(tmp, path)
+                    tmp.replace(path)
                     break
                 except FileNotFoundError:
                     # A concurrent delete tidied the empty parent away; make it again.
@@ -188,7 +188,11 @@ class LocalStore:
             if not (full.startswith(prefix) or prefix.startswith(full)):
                 continue
             if name.endswith("/"):
-                if start_after is not None and full < start_after and not start_after.startswith(full):
+                if (
+                    start_after is not None
+                    and full < start_after
+                    and not start_after.startswith(full)
+                ):
                     continue  # every key below sorts before the watermark
                 yield from self._walk(Path(entry.path), full, prefix, start_after)
             elif entry.is_file(follow_symlinks=False):
