@@ -99,7 +99,7 @@ class S3Store:
         if allow_http is None:
             allow_http = bool(endpoint and endpoint.lower().startswith("http://"))
         public = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
-        query = f"?{urlencode(public, safe=":/")}" if public else ""
+        query = "?" + urlencode(public, safe=":/") if public else ""
         # Never credentials: this URL shows up in logs, events and error messages.
         self.url = f"s3://{bucket}/{prefix}{query}"
         config: dict[str, Any] = {"virtual_hosted_style_request": virtual_hosted_style}
