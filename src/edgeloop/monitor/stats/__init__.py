@@ -1,0 +1,41 @@
+"""Pure, vectorized drift statistics (numpy and scipy's special functions; no I/O)."""
+
+from edgeloop.monitor.stats.distribution import (
+    PSI_EPSILON,
+    TestResult,
+    chi2_homogeneity,
+    js_divergence,
+    psi,
+    shares,
+)
+from edgeloop.monitor.stats.multivariate import mmd_test
+from edgeloop.monitor.stats.numeric import (
+    DEFAULT_SKETCH_BINS,
+    bin_counts,
+    finite,
+    ks_2samp,
+    ks_binned,
+    ks_pvalue,
+    quantile_edges,
+    wasserstein,
+    wasserstein_binned,
+)
+
+__all__ = [
+    "DEFAULT_SKETCH_BINS",
+    "PSI_EPSILON",
+    "TestResult",
+    "bin_counts",
+    "chi2_homogeneity",
+    "finite",
+    "js_divergence",
+    "ks_2samp",
+    "ks_binned",
+    "ks_pvalue",
+    "mmd_test",
+    "psi",
+    "quantile_edges",
+    "shares",
+    "wasserstein",
+    "wasserstein_binned",
+]
