@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +18,8 @@ from edgeloop.store.keys import RESERVED_PREFIX, validate_key, validate_prefix
 
 TMP_DIR = f"{RESERVED_PREFIX}-tmp"
 SHA_XATTR = "user.edgeloop.sha256"
+# A temp file this old belongs to a writer that died (puts take seconds, not an hour).
+STALE_TEMP_SECONDS = 3600.0
 
 
 def _read_sha(fd_or_path: int | str) -> str | None:
@@ -76,6 +80,26 @@ class LocalStore:
             raise StoreError(f"{self.url}: directory does not exist; create it or pass create=True")
         self._real_root = self.root.resolve()
         self._tmp = self.root / TMP_DIR
+        self.sweep_temp()
+
+    def sweep_temp(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Remove temp files a crashed writer left behind; returns how many were removed.
+
+        Only files older than `older_than` seconds go, so a put in flight in another process
+        keeps its temp file.
+        """
+        removed = 0
+        cutoff = time.time() - older_than
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    Path(entry.path).unlink()
+                    removed += 1
+        return removed
 
     # -- paths ---------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -145,20 +169,31 @@ class LocalStore:
     def get(self, key: str) -> FileReader:
         path = self._path(key)
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - the reader owns and closes it
+            # O_NOFOLLOW: a symlink planted as an object must not lead a read outside the root.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(f"{self.url}: no object at key {key!r}") from None
-        st = os.fstat(handle.fileno())
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidKeyError(
+                    f"refused object key {key!r}: it is a symlink, not an object of this store"
+                ) from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ObjectNotFound(f"{self.url}: no object at key {key!r} (it is a prefix)")
+        handle = os.fdopen(fd, "rb")
         return FileReader(self._info(key, st, _read_sha(handle.fileno())), handle)
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:
-            st = path.stat()
+            st = path.lstat()
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{self.url}: no object at key {key!r}") from None
-        if not path.is_file():
-            raise ObjectNotFound(f"{self.url}: no object at key {key!r} (it is a prefix)")
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFound(f"{self.url}: no object at key {key!r} (not a regular file)")
         return self._info(key, st, _read_sha(str(path)))
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:

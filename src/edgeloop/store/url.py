@@ -55,13 +55,19 @@ def parse_store_url(
         raw_path = unquote(parts.path)
         if not raw_path:
             raise InvalidKeyError(f"refused store URL {url!r}: no directory given")
-        location = str(Path(raw_path) if Path(raw_path).is_absolute() else (base_dir or Path.cwd()) / raw_path)
+        location = str(
+            Path(raw_path) if Path(raw_path).is_absolute() else (base_dir or Path.cwd()) / raw_path
+        )
         return _checked(StoreURL("file", location, options=options, raw=url), allowed)
     if scheme == "memory":
-        return _checked(StoreURL("memory", parts.netloc + parts.path, options=options, raw=url), allowed)
+        return _checked(
+            StoreURL("memory", parts.netloc + parts.path, options=options, raw=url), allowed
+        )
     bucket = parts.netloc
     if not bucket:
-        raise InvalidKeyError(f"refused store URL {url!r}: s3:// URLs need a bucket (s3://bucket/prefix)")
+        raise InvalidKeyError(
+            f"refused store URL {url!r}: s3:// URLs need a bucket (s3://bucket/prefix)"
+        )
     prefix = parts.path.lstrip("/")
     if prefix:
         validate_prefix(prefix if prefix.endswith("/") else prefix + "/")

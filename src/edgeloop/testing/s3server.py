@@ -70,6 +70,11 @@ class S3Server:
                 f"{self.access_key},{self.secret_key}",
                 "--etag-hash",
                 "MD5",
+                # No directory cache: a bucket made by url() (a mkdir) is visible at once.
+                "--dir-cache-time",
+                "0s",
+                "--poll-interval",
+                "0",
                 "--config",
                 "/dev/null",
                 "--log-level",
