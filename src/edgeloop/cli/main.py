@@ -7,8 +7,8 @@ import logging
 import typer
 
 from edgeloop import __version__
+from edgeloop.cli import drift, journal, models
 from edgeloop.cli import init as init_cmd
-from edgeloop.cli import journal, models
 from edgeloop.settings import get_settings
 
 app = typer.Typer(
@@ -42,6 +42,8 @@ def main(
 app.command("init")(init_cmd.init)
 app.add_typer(journal.app, name="journal")
 app.add_typer(models.app, name="models")
+app.add_typer(drift.app, name="drift")
+app.command("quality")(drift.quality)
 
 
 def run() -> None:
