@@ -1,0 +1,426 @@
+"""The replication loop: journal -> ledger -> copies in a thread pool -> events -> ledger done.
+
+Durable steps, in this order, so a kill -9 anywhere loses and duplicates nothing: the ledger
+records a pending entry (with the journal cursor, in one transaction); the target makes the
+copy visible only once its SHA-256 checks out; the `object.replicated` event (id derived from
+target, key and digest) is emitted; the ledger marks the entry done. A restart redoes pending
+entries, checking the target first, and a repeated event is a no-op at the sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice, takewhile
+
+from edgeloop.errors import ReplicationError
+from edgeloop.journal.base import EventSink, Journal
+from edgeloop.model.events import EventType
+from edgeloop.replication.backoff import Backoff
+from edgeloop.replication.copier import CopyOutcome, copy_object, is_outage
+from edgeloop.replication.ledger import Copied, Ledger, LedgerCounts, LedgerEntry
+from edgeloop.replication.plan import (
+    diff_listing,
+    public_url,
+    replicated_event,
+    tasks_from_journal,
+)
+from edgeloop.replication.progress import ProgressReporter, SilentReporter, Snapshot
+from edgeloop.replication.rate import TokenBucket
+from edgeloop.replication.sinks import as_batch_sink
+from edgeloop.store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplicationOptions:
+    """Tuning of one replicator; the defaults suit an edge site on a modest link."""
+
+    prefix: str = ""
+    transfers: int = 4
+    bwlimit: float | None = None
+    """Bytes per second over all transfers together; None is unlimited."""
+    anti_entropy_interval: float = 300.0
+    """Seconds between listing passes in --follow mode; 0 turns them off."""
+    max_backlog: int = 100_000
+    """Most pending entries; when full, the journal and listing are not read further."""
+    give_up_after: int = 10
+    """Attempts per object (bad bytes, refused writes) before it is marked failed."""
+    backoff: Backoff = field(default_factory=Backoff)
+    outage_timeout: float = 300.0
+    """In a single pass, how long to wait for an unreachable store before stopping."""
+    batch_size: int = 256
+    """Copies whose events and ledger updates are written in one transaction."""
+    list_page: int = 1000
+    poll_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class ReplicationStatus:
+    """The durable state of one replication pair, as `edgeloop replicate status` shows it."""
+
+    counts: LedgerCounts
+    journal_cursor: int
+    watermark: str | None
+    last_full_pass: float | None
+    failures: list[tuple[str, int, str]]
+
+    @property
+    def backlog(self) -> int:
+        return self.counts.pending
+
+
+class Replicator:
+    """Copies objects under a prefix from one store to another, driven by the source journal
+    when there is one and by listing passes (anti-entropy) otherwise."""
+
+    def __init__(
+        self,
+        source: ObjectStore,
+        target: ObjectStore,
+        ledger: Ledger,
+        sink: EventSink | Journal,
+        *,
+        source_journal: Journal | None = None,
+        source_site: str = "",
+        target_site: str = "",
+        options: ReplicationOptions | None = None,
+        reporter: ProgressReporter | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.ledger = ledger
+        self.sink = as_batch_sink(sink)
+        self.source_journal = source_journal
+        self.source_site = source_site or source.url
+        self.target_site = target_site or target.url
+        self.options = options or ReplicationOptions()
+        self.reporter = reporter or SilentReporter()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._bucket = TokenBucket(self.options.bwlimit) if self.options.bwlimit else None
+        self._pool: ThreadPoolExecutor | None = None
+        self._outage_attempts = 0
+        self._outage_since: float | None = None
+        self._paused_until = 0.0
+        self._started = time.monotonic()
+        self.copied = self.skipped = self.bytes = self.retries = self.failed = 0
+        ledger.recover()
+
+    # -- public ---------------------------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        """Objects waiting on disk to be copied."""
+        return self.ledger.backlog()
+
+    @property
+    def target_available(self) -> bool:
+        return self._outage_since is None
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            copied=self.copied,
+            skipped=self.skipped,
+            bytes=self.bytes,
+            retries=self.retries,
+            failed=self.failed,
+            backlog=self.backlog,
+            target_available=self.target_available,
+            elapsed=round(time.monotonic() - self._started, 3),
+        )
+
+    def status(self) -> ReplicationStatus:
+        return read_status(self.ledger)
+
+    def run_once(self, *, full: bool | None = None) -> Snapshot:
+        """Replicate what is new and drain the backlog, then return.
+
+        With a source journal only its new events are read (no listing) unless `full`;
+        without one, a full listing pass is the only way to see what exists.
+        """
+        full = self.source_journal is None if full is None else full
+        listing = full
+        if full:
+            self.ledger.start_pass()
+        while True:
+            pulled = self.pull_journal()
+            if listing:
+                listing = self.anti_entropy_step()
+            self.drain()
+            if (pulled or listing) and not self._blocked():
+                continue
+            if not self._wait_for_due() and not listing:
+                break
+        snapshot = self.snapshot()
+        self.reporter.finish(snapshot)
+        return snapshot
+
+    def follow(self, stop: threading.Event) -> Snapshot:
+        """Replicate continuously until `stop` is set: journal events as they come, a
+        listing pass every `anti_entropy_interval` seconds, retries with backoff."""
+        while not stop.is_set():
+            pulled = self.pull_journal()
+            listed = self._anti_entropy_due() and self.anti_entropy_step()
+            self.drain()
+            self.reporter.status(self.snapshot())
+            if (pulled or listed) and not self._blocked():
+                continue
+            wake = self.ledger.next_due_time()
+            now = time.time()
+            delay = self.options.poll_interval
+            if wake is not None:
+                delay = min(delay, max(0.0, wake - now))
+            if self._paused_until > now:
+                delay = min(self.options.poll_interval, max(delay, self._paused_until - now))
+            stop.wait(max(delay, 0.01))
+        snapshot = self.snapshot()
+        self.reporter.finish(snapshot)
+        return snapshot
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> Replicator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- planning -------------------------------------------------------------------------
+    def _blocked(self) -> bool:
+        """True when no more work can start now: the backlog is full or a store is away."""
+        return self._room() == 0 or time.time() < self._paused_until
+
+    def _room(self) -> int:
+        return max(0, self.options.max_backlog - self.ledger.backlog())
+
+    def pull_journal(self) -> int:
+        """Move new `object.created` events of the source journal into the ledger, as far as
+        the backlog bound allows; returns how many journal entries were read."""
+        if self.source_journal is None:
+            return 0
+        read = 0
+        while (room := self._room()) > 0:
+            limit = min(self.options.list_page, room)
+            entries = self.source_journal.read(
+                self.ledger.journal_cursor, limit=limit, types=[EventType.OBJECT_CREATED]
+            )
+            if not entries:
+                break
+            tasks = tasks_from_journal(entries, self.options.prefix)
+            self.ledger.enqueue(tasks, journal_cursor=entries[-1].seq)
+            read += len(entries)
+            if len(entries) < limit:
+                break
+        return read
+
+    def _anti_entropy_due(self) -> bool:
+        interval = self.options.anti_entropy_interval
+        if interval <= 0:
+            return False
+        if self.ledger.watermark is not None:
+            return True  # a pass is under way
+        last = self.ledger.last_full_pass
+        if last is None or time.time() - last >= interval:
+            self.ledger.start_pass()
+            return True
+        return False
+
+    def anti_entropy_step(self) -> bool:
+        """List one page of the source after the watermark, diff it with the target's listing
+        of the same key range and the ledger, queue what is missing; returns False when the
+        pass is complete (or the backlog is full, to resume later)."""
+        room = self._room()
+        if room <= 0:
+            return True  # resume once the backlog has drained
+        prefix = self.options.prefix
+        after = self.ledger.watermark or None
+        size = min(self.options.list_page, room)
+        page = list(islice(self.source.list(prefix, start_after=after), size))
+        if not page:
+            self.ledger.enqueue([], pass_done=True)
+            return False
+        last = page[-1].key
+        there = list(
+            takewhile(lambda i: i.key <= last, self.target.list(prefix, start_after=after))
+        )
+        tasks = diff_listing(page, there, self.ledger.record)
+        done = len(page) < size
+        self.ledger.enqueue(tasks, watermark=last, pass_done=done)
+        return not done
+
+    # -- copying --------------------------------------------------------------------------
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.options.transfers, thread_name_prefix="edgeloop-replicate"
+            )
+        return self._pool
+
+    def drain(self) -> None:
+        """Copy every entry that is due now, `transfers` at a time, until none is left or the
+        target is unreachable (then the backlog waits on disk)."""
+        pool = self._executor()
+        window = self.options.transfers * 4
+        completions: queue.SimpleQueue[Future[CopyOutcome]] = queue.SimpleQueue()
+        inflight: dict[Future[CopyOutcome], LedgerEntry] = {}
+        waiting: deque[LedgerEntry] = deque()
+        # Keys queued, in flight, or copied but not yet flushed: still pending in the ledger.
+        claimed: set[str] = set()
+        finished: list[CopyOutcome] = []
+        fetch = True
+        last_flush = time.monotonic()
+        while True:
+            if time.time() >= self._paused_until:
+                if fetch and len(waiting) < window:
+                    fresh = self.ledger.due(self.options.list_page, exclude=claimed)
+                    fetch = bool(fresh)  # nothing new until the next flush changes the ledger
+                    waiting.extend(fresh)
+                    claimed.update(e.key for e in fresh)
+                while waiting and len(inflight) < window:
+                    entry = waiting.popleft()
+                    future = pool.submit(
+                        copy_object, self.source, self.target, entry.task(), self._bucket
+                    )
+                    future.add_done_callback(completions.put)
+                    inflight[future] = entry
+            if not inflight:
+                break
+            try:
+                done = [completions.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while not completions.empty():
+                done.append(completions.get_nowait())
+            for future in done:
+                entry = inflight.pop(future)
+                error = future.exception()
+                if error is None:
+                    finished.append(future.result())
+                    self._outage_over()
+                else:
+                    claimed.discard(entry.key)
+                    self._failed(entry, error)
+            now = time.monotonic()
+            if len(finished) >= self.options.batch_size or (finished and now - last_flush > 0.5):
+                self._flush(finished)
+                claimed.difference_update(o.key for o in finished)
+                finished = []
+                fetch = True
+                last_flush = now
+                self.reporter.status(self.snapshot())
+        self._flush(finished)
+
+    def _flush(self, outcomes: list[CopyOutcome]) -> None:
+        """Emit the events of verified copies, then mark them done (in that order)."""
+        if not outcomes:
+            return
+        copies = [o for o in outcomes if not o.gone and o.sha256 is not None]
+        events = [
+            replicated_event(
+                o.key,
+                o.size,
+                o.sha256,
+                target_site=self.target_site,
+                source_site=self.source_site,
+                source_url=self.source.url,
+            )
+            for o in copies
+            if o.sha256 is not None
+        ]
+        if events:
+            self.sink.emit_many(events)
+        self.ledger.mark_done(
+            [Copied(o.key, o.sha256, o.size, o.expected_sha256) for o in copies if o.sha256]
+        )
+        gone = [o.key for o in outcomes if o.gone]
+        if gone:
+            self.ledger.mark_gone(gone)
+        for o in copies:
+            if o.skipped:
+                self.skipped += 1
+            else:
+                self.copied += 1
+                self.bytes += o.size
+            self.reporter.copied(o.key, o.size, o.skipped)
+
+    def _failed(self, entry: LedgerEntry, error: BaseException) -> None:
+        self.retries += 1
+        message = f"{type(error).__name__}: {error}"
+        if is_outage(error):
+            # The whole target (or source) is away: pause every transfer, keep the entry
+            # pending without counting it against the object.
+            now = time.time()
+            if self._outage_since is None:
+                self._outage_since = now
+            delay = self.options.backoff.delay(self._outage_attempts, self._rng)
+            if now >= self._paused_until:
+                self._outage_attempts += 1
+                self._paused_until = now + delay
+                self.reporter.retrying(None, message, delay)
+                log.warning("store unavailable, retrying in %.1fs: %s", delay, message)
+            return
+        if not isinstance(error, Exception):
+            raise error
+        delay = self.options.backoff.delay(entry.attempts, self._rng)
+        gave_up = self.ledger.mark_retry(
+            entry.key,
+            message,
+            next_attempt=time.time() + delay,
+            give_up_after=self.options.give_up_after,
+        )
+        if gave_up:
+            self.failed += 1
+            log.error(
+                "giving up on %s after %d attempts: %s", entry.key, entry.attempts + 1, message
+            )
+        else:
+            self.reporter.retrying(entry.key, message, delay)
+
+    def _outage_over(self) -> None:
+        if self._outage_since is not None:
+            log.info("store reachable again after %.1fs", time.time() - self._outage_since)
+        self._outage_since = None
+        self._outage_attempts = 0
+        self._paused_until = 0.0
+
+    def _wait_for_due(self, sleep: Callable[[float], None] = time.sleep) -> bool:
+        """In a single pass: sleep until the next retry is due; False when nothing is left
+        (or the outage lasted longer than `outage_timeout`)."""
+        wake = self.ledger.next_due_time()
+        if wake is None:
+            return False
+        now = time.time()
+        if (
+            self._outage_since is not None
+            and now - self._outage_since > self.options.outage_timeout
+        ):
+            raise ReplicationError(
+                f"the target {public_url(self.target.url)} (or the source) stayed unreachable "
+                f"for over {self.options.outage_timeout:.0f}s; {self.backlog} objects wait in "
+                "the backlog on disk and the next run copies them"
+            )
+        self.reporter.status(self.snapshot())
+        sleep(max(0.0, max(wake, self._paused_until) - now))
+        return True
+
+
+def read_status(ledger: Ledger) -> ReplicationStatus:
+    """The status of a pair from its ledger alone (no store is contacted)."""
+    return ReplicationStatus(
+        counts=ledger.counts(),
+        journal_cursor=ledger.journal_cursor,
+        watermark=ledger.watermark,
+        last_full_pass=ledger.last_full_pass,
+        failures=ledger.failures(),
+    )
