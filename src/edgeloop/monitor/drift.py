@@ -33,6 +33,7 @@ from edgeloop.monitor.stats import (
     ks_binned,
     mmd_test,
     psi,
+    tail_excess,
     wasserstein_binned,
 )
 from edgeloop.workspace.config import DriftThresholds
@@ -208,7 +209,8 @@ def _numeric_drift(
     cur = bin_counts(values, edges)
     ks = ks_binned(ref, cur)
     lo, hi = float(values.min()), float(values.max())
-    distance = wasserstein_binned(edges, ref, cur, current_min=lo, current_max=hi)
+    below, above = tail_excess(values, edges)
+    distance = wasserstein_binned(edges, ref, cur, below=below, above=above)
     std = profile.std or 0.0
     ids = _group_ids(ref, PSI_BINS)
     stats = {

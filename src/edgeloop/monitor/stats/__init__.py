@@ -17,6 +17,7 @@ from edgeloop.monitor.stats.numeric import (
     ks_binned,
     ks_pvalue,
     quantile_edges,
+    tail_excess,
     wasserstein,
     wasserstein_binned,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "psi",
     "quantile_edges",
     "shares",
+    "tail_excess",
     "wasserstein",
     "wasserstein_binned",
 ]

@@ -58,7 +58,9 @@ def ks_pvalue(statistic: float, n: int, m: int) -> float:
     """Asymptotic two-sample KS p-value (scipy's `ks_2samp(method="asymp")`)."""
     if n <= 0 or m <= 0:
         raise EmptySampleError("both samples need at least one finite value")
-    effective = np.round(n * m / (n + m))
+    if statistic <= 0:
+        return 1.0
+    effective = max(1.0, np.round(n * m / (n + m)))  # two single values: n*m/(n+m) rounds to 0
     return float(np.clip(distributions.kstwo.sf(statistic, effective), 0.0, 1.0))
 
 
@@ -100,33 +102,37 @@ def wasserstein(reference: ArrayLike, current: ArrayLike) -> float:
     return float(np.sum(np.abs(f_ref - f_cur) * np.diff(points)))
 
 
+def tail_excess(values: ArrayLike, edges: NDArray[np.float64]) -> tuple[float, float]:
+    """Total distance of the finite `values` below edges[0] and above edges[-1]."""
+    data = finite(values)
+    below = float(np.sum(np.maximum(edges[0] - data, 0.0)))
+    above = float(np.sum(np.maximum(data - edges[-1], 0.0)))
+    return below, above
+
+
 def wasserstein_binned(
     edges: NDArray[np.float64],
     ref_counts: ArrayLike,
     cur_counts: ArrayLike,
     *,
-    current_min: float,
-    current_max: float,
+    below: float = 0.0,
+    above: float = 0.0,
 ) -> float:
     """1-Wasserstein distance from sketch counts, taking values as uniform within each bin.
 
-    The outer bins stretch to the current window's min and max, so mass that moved outside
-    the reference's range is measured at its real distance.
+    Outside the reference's range its CDF is flat (0 or 1), so that part of the distance is
+    exact: the current values' total distance past the range (`tail_excess`) over their count.
     """
     f_ref, f_cur = _cdfs(ref_counts, cur_counts)
-    low = min(float(edges[0]), current_min)
-    high = max(float(edges[-1]), current_max)
-    grid = np.concatenate([[low], edges, [high]])
-    # Both CDFs are 0 at `low` and 1 at `high` (the last count's cumulative share); in
-    # between they are known exactly at every edge.
-    gap = np.concatenate([[0.0], f_ref - f_cur])
+    m = float(np.asarray(cur_counts).sum())
+    # The gap is known exactly at every edge; between edges it is linear, so its absolute
+    # integral is a trapezoid, or two triangles when it changes sign inside the bin.
+    gap = (f_ref - f_cur)[:-1]
     a, b = gap[:-1], gap[1:]
-    width = np.diff(grid)
-    # The gap is linear across a bin: the integral of |gap| is a trapezoid, or two
-    # triangles when it changes sign inside the bin.
+    width = np.diff(edges)
     same_sign = a * b >= 0
     trapezoid = (np.abs(a) + np.abs(b)) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
         crossing = (a**2 + b**2) / (2 * np.abs(a - b))
-    area = np.where(same_sign, trapezoid, crossing) * width
-    return float(np.sum(area))
+    inside = float(np.sum(np.where(same_sign, trapezoid, crossing) * width))
+    return inside + (below + above) / m
