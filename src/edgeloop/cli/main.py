@@ -9,6 +9,7 @@ import typer
 from edgeloop import __version__
 from edgeloop.cli import drift, journal, models
 from edgeloop.cli import init as init_cmd
+from edgeloop.cli import replicate as replicate_cmd
 from edgeloop.settings import get_settings
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def main(
 app.command("init")(init_cmd.init)
 app.add_typer(journal.app, name="journal")
 app.add_typer(models.app, name="models")
+app.add_typer(replicate_cmd.app, name="replicate")
 app.add_typer(drift.app, name="drift")
 app.command("quality")(drift.quality)
 
