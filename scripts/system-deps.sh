@@ -7,6 +7,7 @@ case "$what" in
   venv) need+=(python3-venv) ;;
   test)
     command -v wrk >/dev/null || need+=(wrk)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
     ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeloop.testing.postgres import PostgresServer, find_pg_bin
 from edgeloop.testing.s3server import S3Server
 
 
@@ -30,3 +31,18 @@ def workspace_dir(tmp_path: Path) -> Path:
     from edgeloop.workspace import init_workspace
 
     return init_workspace(tmp_path / "ws").root
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (initdb in a temp dir, on a free port)."""
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed; `make system-deps` installs it")
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database()

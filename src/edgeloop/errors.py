@@ -9,6 +9,10 @@ EdgeloopError
 │   └── StoreUnavailable        the store cannot be reached (retryable)
 ├── JournalError                the event journal failed
 ├── ReplicationError            replication could not proceed
+├── FleetError                  a control-plane request could not be done
+│   ├── FleetNotFound           the site, deployment, rollout or token does not exist
+│   ├── FleetConflict           the request conflicts with the current state (409)
+│   └── SignatureInvalid        a desired-state document failed verification
 └── MonitoringError             drift or quality monitoring could not proceed
     ├── EmptySampleError        a statistic was asked about a sample with no values
     └── ProfileNotFound         no reference profile exists for the model version
@@ -54,6 +58,25 @@ class JournalError(EdgeloopError):
 
 class ReplicationError(EdgeloopError):
     """Replication could not proceed."""
+
+
+class FleetError(EdgeloopError):
+    """A fleet control-plane request was invalid or could not be done."""
+
+
+class FleetNotFound(FleetError, KeyError):
+    """The named site, deployment, rollout, project or token does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class FleetConflict(FleetError):
+    """The request conflicts with the current state (an active rollout, a used join token)."""
+
+
+class SignatureInvalid(FleetError):
+    """A signed document did not verify against the trusted key; it must not be used."""
 
 
 class MonitoringError(EdgeloopError):

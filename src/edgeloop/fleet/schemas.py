@@ -1,0 +1,120 @@
+"""Request bodies of the control-plane API (validated by FastAPI, published in its OpenAPI)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edgeloop.model.rbac import Role
+from edgeloop.model.rollout import Gate, Selector, WaveSpec
+from edgeloop.workspace.config import NAME_PATTERN
+
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{0,63}")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise ValueError(
+                f"label {key}={value}: keys are letters, digits, '.', '_', '-', '/'; "
+                "values letters, digits, '.', '_', '-' (at most 63)"
+            )
+    return labels
+
+
+class ProjectIn(_Body):
+    name: str = Field(pattern=NAME_PATTERN)
+
+
+class TokenIn(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    expires_in: float | None = Field(default=None, gt=0, description="seconds; none: never")
+
+
+class JoinTokenIn(_Body):
+    site: str = Field(pattern=NAME_PATTERN)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    expires_in: float = Field(default=3600.0, gt=0, le=30 * 86400)
+
+    _labels = field_validator("labels")(_check_labels)
+
+
+class LabelsIn(_Body):
+    labels: dict[str, str] = Field(max_length=64)
+
+    _labels = field_validator("labels")(_check_labels)
+
+
+class HeartbeatIn(_Body):
+    """A site's status, sent every few seconds by its agent."""
+
+    loaded: dict[str, str] = Field(default_factory=dict, description="model -> serving version")
+    healthy: bool = True
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    p99_ms: float | None = Field(default=None, ge=0)
+    quality: float | None = None
+    backlog: int | None = Field(default=None, ge=0, description="objects waiting to replicate")
+    capture_drops: int | None = Field(default=None, ge=0)
+    spool_fraction: float | None = Field(default=None, ge=0, le=1)
+    applied_generation: int | None = Field(default=None, ge=0)
+    message: str | None = Field(default=None, max_length=2000)
+
+
+class ReportIn(_Body):
+    """The outcome of applying one model of the desired state on a site."""
+
+    model: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+    outcome: str = Field(pattern=r"^(applied|failed|rolled_back|refused)$")
+    generation: int | None = Field(default=None, ge=0)
+    message: str | None = Field(default=None, max_length=2000)
+
+
+class DeploymentIn(_Body):
+    model: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+    selector: str = Field(default="", max_length=1000)
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_parses(cls, value: str) -> str:
+        Selector.parse(value)
+        return value
+
+
+class GateIn(_Body):
+    min_healthy_seconds: float = Field(default=60.0, ge=0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    min_quality: float | None = None
+    wave_timeout_seconds: float = Field(default=900.0, gt=0)
+
+    def to_gate(self) -> Gate:
+        return Gate(**self.model_dump())
+
+
+class RolloutIn(_Body):
+    deployment: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(min_length=1, max_length=100)
+    waves: str = Field(
+        default="5,25,100",
+        description="cumulative percentages '5,25,100', or 'label:ring=canary,early'",
+    )
+    gate: GateIn = Field(default_factory=GateIn)
+
+    @field_validator("waves")
+    @classmethod
+    def _waves_parse(cls, value: str) -> str:
+        WaveSpec.parse(value)
+        return value
+
+
+class ActionIn(_Body):
+    reason: str = Field(default="", max_length=1000)
