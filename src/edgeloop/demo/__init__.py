@@ -1,0 +1,1 @@
+"""`edgeloop demo`: show the loop on one machine on embedded defaults."""
