@@ -8,6 +8,7 @@ import typer
 
 from edgeloop import __version__
 from edgeloop.cli import drift, journal, models
+from edgeloop.cli import demo as demo_cmd
 from edgeloop.cli import init as init_cmd
 from edgeloop.cli import replicate as replicate_cmd
 from edgeloop.settings import get_settings
@@ -36,11 +37,13 @@ def main(
 ) -> None:
     """edgeloop: the MLOps continuum from edge to cloud."""
     logging.basicConfig(
-        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
 app.command("init")(init_cmd.init)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(journal.app, name="journal")
 app.add_typer(models.app, name="models")
 app.add_typer(replicate_cmd.app, name="replicate")
