@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -45,6 +45,29 @@ from edgeloop.workspace.config import NAME_PATTERN
 log = logging.getLogger(__name__)
 
 SiteName = PathParam(pattern=NAME_PATTERN)
+
+
+class _Api:
+    """Registers routes under /api/v1 with the authorization dependency on each."""
+
+    def __init__(self, app: FastAPI, guard: Any) -> None:
+        self.app = app
+        self.guard = guard
+
+    def _add(self, method: str, path: str, **kw: Any) -> Callable[[Any], Any]:
+        return self.app.api_route(API + path, methods=[method], dependencies=[self.guard], **kw)
+
+    def get(self, path: str, **kw: Any) -> Callable[[Any], Any]:
+        return self._add("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Any], Any]:
+        return self._add("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Any], Any]:
+        return self._add("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Any], Any]:
+        return self._add("DELETE", path, **kw)
 
 
 class DesiredNotifier:
@@ -204,7 +227,9 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     )
     app.state.plane = plane
     authorize = _authorizer(plane.auth)
-    api = APIRouter(prefix=API, dependencies=[Depends(authorize)])
+    # Routes are registered on the app itself (not an included router) so that each route's
+    # full path template is what the policy and the audit see.
+    api = _Api(app, Depends(authorize))
     Who = Depends(authorize)
 
     @app.exception_handler(AuthFailed)
@@ -447,7 +472,6 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     for action in ("pause", "resume", "abort", "rollback"):
         api.post(f"/rollouts/{{rollout_id}}/{action}", name=f"{action}_rollout")(_action(action))
 
-    app.include_router(api)
 
     def _openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
