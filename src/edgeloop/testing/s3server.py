@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -49,12 +50,36 @@ class S3Server:
 
     def url(self, bucket: str, prefix: str = "") -> str:
         """An edgeloop `s3://` URL for `bucket` on this server, credentials in the query."""
-        (self.root / bucket).mkdir(parents=True, exist_ok=True)
+        self.make_bucket(bucket)
         path = f"/{prefix.strip('/')}" if prefix else ""
         return (
             f"s3://{bucket}{path}?endpoint={self.endpoint}&region=us-east-1"
             f"&access_key_id={self.access_key}&secret_access_key={self.secret_key}"
         )
+
+    def make_bucket(self, bucket: str) -> None:
+        """Create `bucket` if it does not exist yet.
+
+        A running server caches its directory listing, so a bucket made by mkdir would stay
+        invisible for minutes; through the S3 API (a presigned CreateBucket) it shows at once.
+        """
+        if self.process is None or self.process.poll() is not None:
+            (self.root / bucket).mkdir(parents=True, exist_ok=True)
+            return
+        import obstore
+        from obstore.store import S3Store
+
+        signer = S3Store(
+            bucket,
+            endpoint=self.endpoint,
+            region="us-east-1",
+            access_key_id=self.access_key,
+            secret_access_key=self.secret_key,
+            client_options={"allow_http": True},
+        )
+        response = httpx.put(obstore.sign(signer, "PUT", "", timedelta(minutes=1)), timeout=10)
+        if response.status_code not in (200, 409):  # 409: it exists already
+            raise RuntimeError(f"cannot create bucket {bucket!r}: {response.status_code}")
 
     def start(self, timeout: float = 20.0) -> S3Server:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -70,11 +95,6 @@ class S3Server:
                 f"{self.access_key},{self.secret_key}",
                 "--etag-hash",
                 "MD5",
-                # No directory cache: a bucket made by url() (a mkdir) is visible at once.
-                "--dir-cache-time",
-                "0s",
-                "--poll-interval",
-                "0",
                 "--config",
                 "/dev/null",
                 "--log-level",
