@@ -13,9 +13,14 @@ EdgeloopError
 │   ├── FleetNotFound           the site, deployment, rollout or token does not exist
 │   ├── FleetConflict           the request conflicts with the current state (409)
 │   └── SignatureInvalid        a desired-state document failed verification
-└── MonitoringError             drift or quality monitoring could not proceed
-    ├── EmptySampleError        a statistic was asked about a sample with no values
-    └── ProfileNotFound         no reference profile exists for the model version
+├── MonitoringError             drift or quality monitoring could not proceed
+│   ├── EmptySampleError        a statistic was asked about a sample with no values
+│   └── ProfileNotFound         no reference profile exists for the model version
+└── ServingError                the inference server could not do what was asked
+    ├── PackageError            a model package is malformed, unsafe or cannot load
+    │   └── UntrustedModel      a package holds code-executing or non-allowlisted types
+    ├── InferenceRequestError   an inference request is invalid (carries an HTTP status)
+    └── ServerOverloaded        the server is above capacity; retry after a pause
 """
 
 from __future__ import annotations
@@ -89,3 +94,31 @@ class EmptySampleError(MonitoringError, ValueError):
 
 class ProfileNotFound(MonitoringError):
     """No reference profile is stored for the model (version) being monitored."""
+
+
+class ServingError(EdgeloopError):
+    """The inference server could not do what was asked."""
+
+
+class PackageError(ServingError):
+    """A model package is malformed, unsafe or failed to load; the message names the file."""
+
+
+class UntrustedModel(PackageError):
+    """A package holds pickle or types outside the allowlist; it is refused, signed or not."""
+
+
+class InferenceRequestError(ServingError):
+    """An inference request was refused; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerOverloaded(ServingError):
+    """The request queue is full; the client should retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
