@@ -106,13 +106,12 @@ class LocalStore:
         validate_key(key)
         path = self.root / key
         # A symlinked directory inside the root must not lead writes or reads outside it.
-        parent = path.parent.resolve()
-        if parent != self._real_root and self._real_root not in parent.parents:
+        if not self._inside(path.parent.resolve()):
             raise InvalidKeyError(f"refused object key {key!r}: it resolves outside the store root")
         return path
 
-    def _key_of(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+    def _inside(self, resolved: Path) -> bool:
+        return resolved == self._real_root or self._real_root in resolved.parents
 
     @staticmethod
     def _info(key: str, st: os.stat_result, sha: str | None) -> ObjectInfo:
@@ -192,8 +191,12 @@ class LocalStore:
             st = path.lstat()
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{self.url}: no object at key {key!r}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidKeyError(
+                f"refused object key {key!r}: it is a symlink, not an object of this store"
+            )
         if not stat.S_ISREG(st.st_mode):
-            raise ObjectNotFound(f"{self.url}: no object at key {key!r} (not a regular file)")
+            raise ObjectNotFound(f"{self.url}: no object at key {key!r} (it is a prefix)")
         return self._info(key, st, _read_sha(str(path)))
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
@@ -201,8 +204,8 @@ class LocalStore:
         # Start at the deepest directory the prefix names fully, so listing is bounded by it.
         base_rel = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
         base = self.root / base_rel if base_rel else self.root
-        if not base.is_dir():
-            return
+        if not base.is_dir() or not self._inside(base.resolve()):
+            return  # a symlinked directory leads outside: nothing of this store is there
         yield from self._walk(base, base_rel, prefix, start_after)
 
     def _walk(
