@@ -11,6 +11,7 @@ from edgeloop.cli import drift, journal, models
 from edgeloop.cli import demo as demo_cmd
 from edgeloop.cli import init as init_cmd
 from edgeloop.cli import replicate as replicate_cmd
+from edgeloop.cli import store as store_cmd
 from edgeloop.settings import get_settings
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.add_typer(journal.app, name="journal")
 app.add_typer(models.app, name="models")
 app.add_typer(replicate_cmd.app, name="replicate")
 app.add_typer(drift.app, name="drift")
+app.add_typer(store_cmd.app, name="store")
 app.command("quality")(drift.quality)
 
 
