@@ -9,10 +9,12 @@ the anti-entropy watermark and the time of the last full pass.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeloop.errors import ReplicationError
 from edgeloop.replication.plan import CopyTask, LedgerRecord
@@ -79,8 +81,12 @@ class Ledger:
     def __init__(self, path: str | Path, *, pair: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # Status may be read from another thread than the loop's; a lock serialises use.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL: a crash of the process loses nothing; a power cut may lose the last
             # commits, and those objects are then simply copied (and verified) again.
@@ -105,11 +111,11 @@ class Ledger:
 
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, name: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        row = self._run("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return str(row[0]) if row else None
 
     def set_meta(self, name: str, value: str) -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO meta(name, value) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
             (name, value),
@@ -128,7 +134,7 @@ class Ledger:
 
     def start_pass(self) -> None:
         """Begin an anti-entropy pass at the first key (a pass under way is kept)."""
-        self._db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES ('watermark', '')")
+        self._run("INSERT OR IGNORE INTO meta(name, value) VALUES ('watermark', '')")
 
     @property
     def last_full_pass(self) -> float | None:
@@ -174,7 +180,7 @@ class Ledger:
             if journal_cursor is not None:
                 self.set_meta("journal_cursor", str(journal_cursor))
             if pass_done:
-                self._db.execute("DELETE FROM meta WHERE name = 'watermark'")
+                self._run("DELETE FROM meta WHERE name = 'watermark'")
                 self.set_meta("last_full_pass", repr(now))
             elif watermark is not None:
                 self.set_meta("watermark", watermark)
@@ -205,7 +211,7 @@ class Ledger:
     def mark_retry(self, key: str, error: str, *, next_attempt: float, give_up_after: int) -> bool:
         """Count a failed attempt and schedule the next; returns True if the entry failed
         for good (it stays visible as `failed`)."""
-        row = self._db.execute(
+        row = self._run(
             "UPDATE objects SET attempts = attempts + 1, next_attempt = ?, last_error = ?, "
             "check_target = 1, updated = ?, "
             "state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE state END "
@@ -217,7 +223,7 @@ class Ledger:
     def recover(self) -> int:
         """After a restart, any pending copy may have been cut short: check the target first."""
         with self._tx():
-            cur = self._db.execute(
+            cur = self._run(
                 "UPDATE objects SET check_target = 1 WHERE state = 'pending' AND check_target = 0"
             )
         return cur.rowcount
@@ -225,7 +231,7 @@ class Ledger:
     def retry_failed(self) -> int:
         """Put every failed entry back in the backlog with a fresh attempt count."""
         with self._tx():
-            cur = self._db.execute(
+            cur = self._run(
                 "UPDATE objects SET state = 'pending', attempts = 0, next_attempt = 0 "
                 "WHERE state = 'failed'"
             )
@@ -237,7 +243,7 @@ class Ledger:
     ) -> list[LedgerEntry]:
         """Pending entries whose next attempt is due, oldest schedule first."""
         skip = exclude if isinstance(exclude, set) else set(exclude)
-        rows = self._db.execute(
+        rows = self._run(
             "SELECT key, sha256, size, attempts, check_target FROM objects "
             "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt, key LIMIT ?",
             (time.time() if now is None else now, limit + len(skip)),
@@ -247,29 +253,25 @@ class Ledger:
 
     def next_due_time(self) -> float | None:
         """When the earliest pending entry is due (None when the backlog is empty)."""
-        row = self._db.execute(
-            "SELECT MIN(next_attempt) FROM objects WHERE state = 'pending'"
-        ).fetchone()
+        row = self._run("SELECT MIN(next_attempt) FROM objects WHERE state = 'pending'").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def record(self, key: str) -> LedgerRecord | None:
-        row = self._db.execute(
-            "SELECT sha256, size, state FROM objects WHERE key = ?", (key,)
-        ).fetchone()
+        row = self._run("SELECT sha256, size, state FROM objects WHERE key = ?", (key,)).fetchone()
         return LedgerRecord(row[0], int(row[1]), row[2]) if row else None
 
     def backlog(self) -> int:
         """How many objects wait to be copied."""
-        row = self._db.execute("SELECT COUNT(*) FROM objects WHERE state = 'pending'").fetchone()
+        row = self._run("SELECT COUNT(*) FROM objects WHERE state = 'pending'").fetchone()
         return int(row[0])
 
     def counts(self) -> LedgerCounts:
-        rows = self._db.execute("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
+        rows = self._run("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
         return LedgerCounts(**{state: int(n) for state, n in rows})
 
     def failures(self, limit: int = 20) -> list[tuple[str, int, str]]:
         """(key, attempts, last error) of failed or retrying entries, worst first."""
-        rows = self._db.execute(
+        rows = self._run(
             "SELECT key, attempts, COALESCE(last_error, '') FROM objects "
             "WHERE state = 'failed' OR (state = 'pending' AND attempts > 0) "
             "ORDER BY attempts DESC, key LIMIT ?",
@@ -279,18 +281,46 @@ class Ledger:
 
     # -- plumbing -------------------------------------------------------------------------
     def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._lock)
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> _Rows:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            return _Rows(cursor.fetchall(), cursor.rowcount)
 
     def close(self) -> None:
         self._db.close()
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
+        self._lock = lock
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
+
+
+class _Rows:
+    """Rows fetched under the lock, so no cursor is stepped outside it."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows

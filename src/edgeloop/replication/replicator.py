@@ -108,12 +108,18 @@ class Replicator:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._bucket = TokenBucket(self.options.bwlimit) if self.options.bwlimit else None
         self._pool: ThreadPoolExecutor | None = None
-        self._outage_attempts = 0
         self._outage_since: float | None = None
-        self._paused_until = 0.0
+        self._journal_waiting = False
+        self._reset_counters()
+        ledger.recover()
+
+    def _reset_counters(self) -> None:
         self._started = time.monotonic()
         self.copied = self.skipped = self.bytes = self.retries = self.failed = 0
-        ledger.recover()
+        # A new run tries the stores afresh; its outage clock starts at its own first failure.
+        self._outage_since = None
+        self._outage_attempts = 0
+        self._paused_until = 0.0
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -146,16 +152,15 @@ class Replicator:
         With a source journal only its new events are read (no listing) unless `full`;
         without one, a full listing pass is the only way to see what exists.
         """
+        self._reset_counters()
         full = self.source_journal is None if full is None else full
         listing = full
         if full:
             self.ledger.start_pass()
         while True:
-            pulled = self.pull_journal()
-            if listing:
-                listing = self.anti_entropy_step()
+            pulled, listing = self._plan(listing)
             self.drain()
-            if (pulled or listing) and not self._blocked():
+            if (pulled or listing or self._journal_waiting) and not self._blocked():
                 continue
             if not self._wait_for_due() and not listing:
                 break
@@ -167,8 +172,7 @@ class Replicator:
         """Replicate continuously until `stop` is set: journal events as they come, a
         listing pass every `anti_entropy_interval` seconds, retries with backoff."""
         while not stop.is_set():
-            pulled = self.pull_journal()
-            listed = self._anti_entropy_due() and self.anti_entropy_step()
+            pulled, listed = self._plan(self._anti_entropy_due())
             self.drain()
             self.reporter.status(self.snapshot())
             if (pulled or listed) and not self._blocked():
@@ -197,6 +201,20 @@ class Replicator:
         self.close()
 
     # -- planning -------------------------------------------------------------------------
+    def _plan(self, listing: bool) -> tuple[int, bool]:
+        """Read the journal and, if `listing`, one page of the listing pass; an unreachable
+        store pauses planning like it pauses copies. Returns (entries read, pass unfinished)."""
+        if time.time() < self._paused_until:
+            return 0, listing
+        try:
+            pulled = self.pull_journal()
+            return pulled, listing and self.anti_entropy_step()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self._note_outage(f"{type(exc).__name__}: {exc}")
+            return 0, listing
+
     def _blocked(self) -> bool:
         """True when no more work can start now: the backlog is full or a store is away."""
         return self._room() == 0 or time.time() < self._paused_until
@@ -210,7 +228,12 @@ class Replicator:
         if self.source_journal is None:
             return 0
         read = 0
-        while (room := self._room()) > 0:
+        self._journal_waiting = False
+        while True:
+            room = self._room()
+            if room <= 0:
+                self._journal_waiting = True  # more may wait in the journal: read it later
+                break
             limit = min(self.options.list_page, room)
             entries = self.source_journal.read(
                 self.ledger.journal_cursor, limit=limit, types=[EventType.OBJECT_CREATED]
@@ -360,15 +383,7 @@ class Replicator:
         if is_outage(error):
             # The whole target (or source) is away: pause every transfer, keep the entry
             # pending without counting it against the object.
-            now = time.time()
-            if self._outage_since is None:
-                self._outage_since = now
-            delay = self.options.backoff.delay(self._outage_attempts, self._rng)
-            if now >= self._paused_until:
-                self._outage_attempts += 1
-                self._paused_until = now + delay
-                self.reporter.retrying(None, message, delay)
-                log.warning("store unavailable, retrying in %.1fs: %s", delay, message)
+            self._note_outage(message)
             return
         if not isinstance(error, Exception):
             raise error
@@ -386,6 +401,17 @@ class Replicator:
             )
         else:
             self.reporter.retrying(entry.key, message, delay)
+
+    def _note_outage(self, message: str) -> None:
+        now = time.time()
+        if self._outage_since is None:
+            self._outage_since = now
+        if now >= self._paused_until:
+            delay = self.options.backoff.delay(self._outage_attempts, self._rng)
+            self._outage_attempts += 1
+            self._paused_until = now + delay
+            self.reporter.retrying(None, message, delay)
+            log.warning("store unavailable, retrying in %.1fs: %s", delay, message)
 
     def _outage_over(self) -> None:
         if self._outage_since is not None:
@@ -407,7 +433,7 @@ class Replicator:
         ):
             raise ReplicationError(
                 f"the target {public_url(self.target.url)} (or the source) stayed unreachable "
-                f"for over {self.options.outage_timeout:.0f}s; {self.backlog} objects wait in "
+                f"for over {self.options.outage_timeout:g}s; {self.backlog} objects wait in "
                 "the backlog on disk and the next run copies them"
             )
         self.reporter.status(self.snapshot())
