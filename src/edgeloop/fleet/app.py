@@ -44,7 +44,8 @@ from edgeloop.workspace.config import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
-SiteName = PathParam(pattern=NAME_PATTERN)
+def _name() -> Any:
+    return PathParam(pattern=NAME_PATTERN)
 
 
 class _Api:
@@ -350,28 +351,28 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
             raise FleetError(str(exc)) from None
 
     @api.get("/sites/{site}")
-    def get_site(site: str = SiteName, who: Principal = Who) -> dict[str, Any]:
+    def get_site(site: str = _name(), who: Principal = Who) -> dict[str, Any]:
         return service.get_site(who, site)
 
     @api.put("/sites/{site}/labels")
     def set_labels(
-        request: Request, body: LabelsIn, site: str = SiteName, who: Principal = Who
+        request: Request, body: LabelsIn, site: str = _name(), who: Principal = Who
     ) -> dict[str, Any]:
         _audit(request, site=site, labels=body.labels)
         return service.set_labels(who, site, body.labels)
 
     @api.delete("/sites/{site}")
-    def remove_site(request: Request, site: str = SiteName, who: Principal = Who) -> dict[str, Any]:
+    def remove_site(request: Request, site: str = _name(), who: Principal = Who) -> dict[str, Any]:
         _audit(request, site=site)
         return service.remove_site(who, site)
 
     @api.post("/sites/{site}/heartbeat")
-    def heartbeat(body: HeartbeatIn, site: str = SiteName, who: Principal = Who) -> dict[str, Any]:
+    def heartbeat(body: HeartbeatIn, site: str = _name(), who: Principal = Who) -> dict[str, Any]:
         return service.heartbeat(who, site, body.model_dump(exclude_none=True))
 
     @api.post("/sites/{site}/reports")
     def report(
-        request: Request, body: ReportIn, site: str = SiteName, who: Principal = Who
+        request: Request, body: ReportIn, site: str = _name(), who: Principal = Who
     ) -> dict[str, Any]:
         _audit(request, site=site, **body.model_dump(exclude_none=True))
         return service.report(who, site, body.model_dump(exclude_none=True))
@@ -382,7 +383,7 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     )
     async def get_desired(
         request: Request,
-        site: str = SiteName,
+        site: str = _name(),
         who: Principal = Who,
         wait: float = Query(
             0.0,
@@ -422,14 +423,14 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
 
     @api.put("/deployments/{name}")
     def put_deployment(
-        request: Request, body: DeploymentIn, name: str = SiteName, who: Principal = Who
+        request: Request, body: DeploymentIn, name: str = _name(), who: Principal = Who
     ) -> dict[str, Any]:
         _audit(request, deployment=name, **body.model_dump())
         return service.put_deployment(who, name, body.model, body.version, body.selector)
 
     @api.delete("/deployments/{name}")
     def delete_deployment(
-        request: Request, name: str = SiteName, who: Principal = Who
+        request: Request, name: str = _name(), who: Principal = Who
     ) -> dict[str, Any]:
         _audit(request, deployment=name)
         return service.delete_deployment(who, name)
@@ -471,7 +472,6 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
 
     for action in ("pause", "resume", "abort", "rollback"):
         api.post(f"/rollouts/{{rollout_id}}/{action}", name=f"{action}_rollout")(_action(action))
-
 
     def _openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -62,54 +62,52 @@ class FleetClient:
     # convenience wrappers, one per route the CLI uses
 
     def whoami(self) -> dict[str, Any]:
-        return self.request("GET", "/whoami")  # type: ignore[no-any-return]
+        return self.request("GET", "/whoami")
 
     def sites(self, selector: str = "") -> list[dict[str, Any]]:
-        return self.request("GET", "/sites", params={"selector": selector})  # type: ignore[no-any-return]
+        return self.request("GET", "/sites", params={"selector": selector})
 
     def join_token(
         self, site: str, labels: dict[str, str], expires_in: float = 3600.0
     ) -> dict[str, Any]:
         body = {"site": site, "labels": labels, "expires_in": expires_in}
-        return self.request("POST", "/join-tokens", json=body)  # type: ignore[no-any-return]
+        return self.request("POST", "/join-tokens", json=body)
 
     def deploy(self, name: str, model: str, version: str, selector: str) -> dict[str, Any]:
         body = {"model": model, "version": version, "selector": selector}
-        return self.request("PUT", f"/deployments/{name}", json=body)  # type: ignore[no-any-return]
+        return self.request("PUT", f"/deployments/{name}", json=body)
 
     def deployments(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/deployments")  # type: ignore[no-any-return]
+        return self.request("GET", "/deployments")
 
     def start_rollout(
         self, deployment: str, version: str, waves: str, gate: dict[str, Any]
     ) -> dict[str, Any]:
         body = {"deployment": deployment, "version": version, "waves": waves, "gate": gate}
-        return self.request("POST", "/rollouts", json=body)  # type: ignore[no-any-return]
+        return self.request("POST", "/rollouts", json=body)
 
     def rollouts(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/rollouts")  # type: ignore[no-any-return]
+        return self.request("GET", "/rollouts")
 
     def rollout(self, rollout_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/rollouts/{rollout_id}")  # type: ignore[no-any-return]
+        return self.request("GET", f"/rollouts/{rollout_id}")
 
     def act(self, rollout_id: str, action: str, reason: str = "") -> dict[str, Any]:
-        return self.request(  # type: ignore[no-any-return]
-            "POST", f"/rollouts/{rollout_id}/{action}", json={"reason": reason}
-        )
+        return self.request("POST", f"/rollouts/{rollout_id}/{action}", json={"reason": reason})
 
     def create_token(self, name: str, role: str, expires_in: float | None) -> dict[str, Any]:
         body = {"name": name, "role": role, "expires_in": expires_in}
-        return self.request("POST", "/tokens", json=body)  # type: ignore[no-any-return]
+        return self.request("POST", "/tokens", json=body)
 
     def tokens(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/tokens")  # type: ignore[no-any-return]
+        return self.request("GET", "/tokens")
 
     def revoke_token(self, token_id: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/tokens/{token_id}")  # type: ignore[no-any-return]
+        return self.request("DELETE", f"/tokens/{token_id}")
 
     def audit(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         params = {"after": after, "limit": limit}
-        return self.request("GET", "/audit", params=params)  # type: ignore[no-any-return]
+        return self.request("GET", "/audit", params=params)
 
     def close(self) -> None:
         self.http.close()

@@ -78,3 +78,83 @@ def make_fleet(tmp: Path, db_url: str, clock: FakeClock | None = None) -> Fleet:
     http = TestClient(create_control_app(settings, plane=plane), base_url="http://control")
     admin = read_secret_file(settings.admin_token_path)
     return Fleet(plane, http, admin, clock, journal, store, settings)
+
+
+class SimAgent:
+    """A simulated edge agent: fetches and verifies its desired state, reconciles a fake
+    serving slot, heartbeats and reports. `bad_versions` turn unhealthy after the swap,
+    `failing_versions` fail to load."""
+
+    def __init__(self, fleet: Fleet, site: str, labels: dict[str, str] | None = None) -> None:
+        self.fleet = fleet
+        self.site = site
+        join = fleet.client(fleet.admin).join_token(site, labels or {})["join_token"]
+        joined = fleet.call("POST", "/api/v1/join", join).json()
+        self.token: str = joined["token"]
+        self.signing_key: str = joined["signing_key"]
+        self.installed: dict[str, str] = {}
+        self.etag: str | None = None
+        self.generation = 0
+        self.applied: list[tuple[str, str]] = []
+        self.bad_versions: set[str] = set()
+        self.failing_versions: set[str] = set()
+        self.online = True
+
+    def step(self) -> None:
+        """One reconcile round: poll desired state, apply it, heartbeat."""
+        from edgeloop.fleet.signing import verify_envelope
+        from edgeloop.model.desired import DesiredModel, canonical_json, reconcile
+
+        if not self.online:
+            return
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        response = self.fleet.http.get(f"/api/v1/sites/{self.site}/desired", headers=headers)
+        if response.status_code == 200:
+            body = response.json()
+            document = verify_envelope(canonical_json(body["envelope"]), self.signing_key)
+            if document["generation"] >= self.generation:
+                self.generation = document["generation"]
+                self.etag = body["etag"]
+                desired = [DesiredModel(**m) for m in document["models"]]
+                for action in reconcile(desired, self.installed):
+                    self._apply(action.kind, action.model, action.version)
+        self.heartbeat()
+
+    def _apply(self, kind: str, model: str, version: str | None) -> None:
+        if kind == "unload":
+            self.installed.pop(model, None)
+            return
+        if kind == "refuse" or version is None:
+            self.report(model, version or "", "refused")
+            return
+        if version in self.failing_versions:
+            self.report(model, version, "failed", "model failed to load")
+            return
+        self.installed[model] = version
+        self.applied.append((model, version))
+        self.report(model, version, "rolled_back" if kind == "rollback" else "applied")
+
+    def report(self, model: str, version: str, outcome: str, message: str = "") -> None:
+        self.fleet.call(
+            "POST",
+            f"/api/v1/sites/{self.site}/reports",
+            self.token,
+            json={"model": model, "version": version, "outcome": outcome, "message": message},
+        )
+
+    def heartbeat(self) -> None:
+        healthy = not (set(self.installed.values()) & self.bad_versions)
+        response = self.fleet.call(
+            "POST",
+            f"/api/v1/sites/{self.site}/heartbeat",
+            self.token,
+            json={
+                "loaded": self.installed,
+                "healthy": healthy,
+                "error_rate": 0.0 if healthy else 0.5,
+                "p99_ms": 12.0,
+            },
+        )
+        assert response.status_code == 200, response.text
