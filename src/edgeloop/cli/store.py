@@ -61,9 +61,10 @@ def _split(args: list[str], site: str | None, names: tuple[str, ...]) -> tuple[s
 def _opened(
     url: str | None, site: str | None, workspace: Path | None, *, journaled: bool = False
 ) -> Iterator[ObjectStore]:
-    """The store the options name; with `journaled`, a site's writes also emit object.created."""
+    """The store the options name; `journaled` marks a write: a missing directory store is
+    created, and a site's writes also emit object.created."""
     if url:
-        store = open_store(url)
+        store = open_store(url, create=journaled)  # only writes create a directory store
         try:
             yield store
         finally:

@@ -12,13 +12,18 @@ from edgeloop.store.url import SCHEMES, StoreURL, parse_store_url
 
 
 def open_store(
-    url: str, *, allowed: tuple[str, ...] = SCHEMES, base_dir: Path | None = None
+    url: str,
+    *,
+    allowed: tuple[str, ...] = SCHEMES,
+    base_dir: Path | None = None,
+    create: bool = True,
 ) -> ObjectStore:
     """Open the store a URL names: `file:///dir` (or a bare path), `s3://bucket/prefix?...`,
-    `memory://name`."""
+    `memory://name`. With `create=False` a missing directory store is an error, not made."""
     parsed = parse_store_url(url, allowed=allowed, base_dir=base_dir)
     if parsed.scheme == "file":
-        return LocalStore(parsed.location, fsync=parsed.options.get("fsync", "1") != "0")
+        fsync = parsed.options.get("fsync", "1") != "0"
+        return LocalStore(parsed.location, fsync=fsync, create=create)
     if parsed.scheme == "memory":
         return MemoryStore.named(parsed.location)
     from edgeloop.store.s3 import S3Store  # obstore loads lazily: file-only edges skip it

@@ -75,9 +75,17 @@ class LocalStore:
         self.url = f"file://{self.root}"
         self.fsync = fsync
         if create:
-            self.root.mkdir(parents=True, exist_ok=True)
-        elif not self.root.is_dir():
-            raise StoreError(f"{self.url}: directory does not exist; create it or pass create=True")
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"{self.url}: cannot create the store directory ({exc.strerror}); "
+                    "choose a directory path that is free or already a store"
+                ) from None
+        if not self.root.is_dir():
+            raise StoreError(
+                f"{self.url}: no such store directory; check the path (writes create it)"
+            )
         self._real_root = self.root.resolve()
         self._tmp = self.root / TMP_DIR
         self.sweep_temp()
