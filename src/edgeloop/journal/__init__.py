@@ -10,13 +10,19 @@ from edgeloop.journal.sqlite import SQLiteJournal
 
 
 def open_journal(url: str, *, base_dir: Path | None = None) -> Journal:
-    """Open the journal a URL names: `sqlite:////abs/path.db`, `sqlite:///rel.db` or a path."""
+    """Open the journal a URL names: `sqlite:////abs/path.db`, `sqlite:///rel.db`, a path, or
+    `postgresql://user@host/db?journal=NAME`."""
     if url.startswith("sqlite:///"):
         url = url.removeprefix("sqlite:///")  # SQLAlchemy style: sqlite:////abs, sqlite:///rel
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        raise JournalError("the PostgreSQL journal backend is not available in this version")
+        from edgeloop.journal.postgres import PostgresJournal
+
+        return PostgresJournal(url.replace("postgresql+psycopg://", "postgresql://", 1))
     if "://" in url:
-        raise JournalError(f"unknown journal URL {url!r}; use sqlite:///path/journal.db or a path")
+        raise JournalError(
+            f"unknown journal URL {url!r}; use sqlite:///path/journal.db, a path, or "
+            "postgresql://user@host/db"
+        )
     path = Path(url)
     return SQLiteJournal(path if path.is_absolute() else (base_dir or Path.cwd()) / path)
 
