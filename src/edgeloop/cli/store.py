@@ -193,6 +193,7 @@ def put(
                 f"stored {info.key} ({info.size} bytes, sha256 {info.sha256})",
                 highlight=False,
                 markup=False,
+                soft_wrap=True,
             )
 
 
@@ -223,7 +224,7 @@ def get(
                 raise UsageError(f"cannot write {target}: {exc.strerror}") from None
             finally:
                 partial.unlink(missing_ok=True)
-        console.print(f"{key} -> {target}", highlight=False, markup=False)
+        console.print(f"{key} -> {target}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("cat")
@@ -262,4 +263,4 @@ def rm(
             for key in keys:
                 assert key is not None
                 store.delete(key)
-                console.print(f"deleted {key}", highlight=False, markup=False)
+                console.print(f"deleted {key}", highlight=False, markup=False, soft_wrap=True)
