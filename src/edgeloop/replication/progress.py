@@ -58,8 +58,8 @@ class SilentReporter:
 class LineReporter:
     """Plain text lines: one per retry and a status line at most every `every` seconds."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 5.0) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, every: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
         self.every = every
         self._last = 0.0
 
@@ -95,8 +95,10 @@ def _describe(s: Snapshot) -> str:
 class JsonReporter:
     """JSON lines on stdout: `copied` per object, `retry`, periodic `status`, final `summary`."""
 
-    def __init__(self, stream: TextIO = sys.stdout, every: float = 5.0, per_object: bool = True):
-        self.stream = stream
+    def __init__(
+        self, stream: TextIO | None = None, every: float = 5.0, per_object: bool = True
+    ) -> None:
+        self.stream = stream or sys.stdout
         self.every = every
         self.per_object = per_object
         self._last = 0.0
