@@ -61,14 +61,14 @@ def batch_keys(
 
 
 def discover_sites(store: ObjectStore, model: str, root: str = CAPTURES) -> list[str]:
-    """Sites that have any batch of `model`, found with one short listing per site."""
+    """Sites that have any batch of `model` (sorted), found with one short listing per site."""
     prefix = f"{root}/{model}/"
     sites: list[str] = []
     start_after: str | None = None
     while True:
         first = next(iter(store.list(prefix, start_after=start_after)), None)
         if first is None:
-            return sites
+            return sorted(sites)
         site = first.key[len(prefix) :].split("/", 1)[0]
         sites.append(site)
         start_after = f"{prefix}{site}/\x7f"  # past every key of this site
@@ -142,8 +142,10 @@ def _flatten_record(value: Any) -> dict[str, Any]:
     return out
 
 
-def _first_output(value: Any) -> Any:
-    value = _json_value(value)
+def _first_output(raw: Any) -> Any:
+    value = _json_value(raw)
+    if not isinstance(value, dict | list):
+        return raw  # a plain label such as "1": keep it as written
     if isinstance(value, dict) and "data" not in value:
         return next(iter(value.values()), None) if len(value) == 1 else value.get("prediction")
     flat = _flatten_record(value)
