@@ -9,9 +9,12 @@ import typer
 from edgeloop import __version__
 from edgeloop.cli import drift, journal, models
 from edgeloop.cli import demo as demo_cmd
+from edgeloop.cli import fleet as fleet_cmd
 from edgeloop.cli import init as init_cmd
 from edgeloop.cli import replicate as replicate_cmd
 from edgeloop.cli import store as store_cmd
+from edgeloop.cli import tokens as tokens_cmd
+from edgeloop.cli.audit import audit as audit_cmd
 from edgeloop.settings import get_settings
 
 app = typer.Typer(
@@ -51,6 +54,9 @@ app.add_typer(replicate_cmd.app, name="replicate")
 app.add_typer(drift.app, name="drift")
 app.add_typer(store_cmd.app, name="store")
 app.command("quality")(drift.quality)
+app.add_typer(fleet_cmd.app, name="fleet")
+app.add_typer(tokens_cmd.app, name="tokens")
+app.command("audit")(audit_cmd)
 
 
 def run() -> None:
