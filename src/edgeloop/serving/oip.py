@@ -1,0 +1,231 @@
+"""Open Inference Protocol v2 over JSON: parse requests into arrays, encode responses.
+
+Pure functions (no I/O): bytes in, numpy arrays and bytes out, every failure an
+InferenceRequestError carrying the HTTP status to answer with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from edgeloop.errors import InferenceRequestError
+from edgeloop.model.manifest import Datatype, TensorSpec
+
+NUMPY_DTYPES: dict[Datatype, np.dtype[Any]] = {
+    Datatype.BOOL: np.dtype(np.bool_),
+    Datatype.UINT8: np.dtype(np.uint8),
+    Datatype.UINT16: np.dtype(np.uint16),
+    Datatype.UINT32: np.dtype(np.uint32),
+    Datatype.UINT64: np.dtype(np.uint64),
+    Datatype.INT8: np.dtype(np.int8),
+    Datatype.INT16: np.dtype(np.int16),
+    Datatype.INT32: np.dtype(np.int32),
+    Datatype.INT64: np.dtype(np.int64),
+    Datatype.FP16: np.dtype(np.float16),
+    Datatype.FP32: np.dtype(np.float32),
+    Datatype.FP64: np.dtype(np.float64),
+    Datatype.BYTES: np.dtype(object),
+}
+DATATYPES_BY_KIND = {dtype: name for name, dtype in NUMPY_DTYPES.items() if name != Datatype.BYTES}
+MAX_ELEMENTS = 16 * 1024 * 1024
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A parsed request: its id (None if the client gave none), input arrays, wanted outputs."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: tuple[str, ...] | None
+
+
+def bad(message: str, status: int = 400) -> InferenceRequestError:
+    return InferenceRequestError(message, status)
+
+
+def datatype_of(array: np.ndarray) -> Datatype:
+    """The OIP datatype of a numpy array (object and string arrays are BYTES)."""
+    if array.dtype.kind in "OUS":
+        return Datatype.BYTES
+    try:
+        return DATATYPES_BY_KIND[array.dtype]
+    except KeyError:
+        raise bad(f"no Open Inference Protocol datatype for numpy {array.dtype}", 500) from None
+
+
+def parse_infer_request(body: bytes, specs: Sequence[TensorSpec]) -> InferRequest:
+    """Parse and check an infer request body against the model's input specs."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise bad("request body must be a JSON object with an 'inputs' list")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad("'id' must be a string")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise bad("'inputs' must be a non-empty list of tensors")
+    by_name = {spec.name: spec for spec in specs}
+    inputs: dict[str, np.ndarray] = {}
+    for raw in raw_inputs:
+        array, name = _parse_tensor(raw, by_name)
+        if name in inputs:
+            raise bad(f"input {name!r} is given twice")
+        inputs[name] = array
+    missing = [name for name in by_name if name not in inputs]
+    if missing:
+        raise bad(f"missing inputs: {', '.join(missing)}; the model takes {list(by_name)}")
+    return InferRequest(request_id, inputs, _requested_outputs(doc.get("outputs")))
+
+
+def _parse_tensor(raw: Any, specs: dict[str, TensorSpec]) -> tuple[np.ndarray, str]:
+    if not isinstance(raw, dict):
+        raise bad("each input must be an object with name, shape, datatype and data")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise bad("an input has no 'name'")
+    spec = specs.get(name)
+    if spec is None:
+        raise bad(f"unknown input {name!r}; the model takes {list(specs)}")
+    datatype = raw.get("datatype")
+    if datatype != spec.datatype:
+        raise bad(f"input {name!r}: datatype {datatype!r}, the model expects {spec.datatype}")
+    shape = raw.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise bad(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    _check_shape(name, shape, spec.shape)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise bad(f"input {name!r}: {count} elements is more than {MAX_ELEMENTS}", 413)
+    if "data" not in raw:
+        raise bad(f"input {name!r} has no 'data' (binary tensor data is not supported)")
+    array = _to_array(name, raw["data"], NUMPY_DTYPES[spec.datatype])
+    if array.size != count:
+        raise bad(f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
+    return array.reshape(shape), name
+
+
+def _check_shape(name: str, shape: list[int], expected: list[int]) -> None:
+    if len(shape) != len(expected) or any(
+        want != -1 and got != want for got, want in zip(shape, expected, strict=True)
+    ):
+        raise bad(f"input {name!r}: shape {shape} does not fit the model's {expected}")
+
+
+def _to_array(name: str, data: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        if dtype.kind == "O":
+            array = np.array(data, dtype=object)
+            if any(not isinstance(v, str) for v in array.reshape(-1)):
+                raise ValueError("BYTES data must be strings")
+            return array
+        if dtype.kind in "iu":
+            array = np.array(data)
+            if array.dtype.kind not in "iub":
+                raise ValueError(f"{array.dtype} values")
+            return array.astype(dtype, casting="unsafe" if array.dtype.kind == "b" else "same_kind")
+        if dtype.kind == "b":
+            array = np.array(data)
+            if array.dtype.kind != "b":
+                raise ValueError("values that are not booleans")
+            return array
+        array = np.array(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise bad(f"input {name!r}: data does not fit datatype: {exc}") from None
+    if array.dtype.kind == "O":  # pragma: no cover  (dtype forced above)
+        raise bad(f"input {name!r}: ragged data")
+    return array
+
+
+def _requested_outputs(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw
+    ):
+        raise bad("'outputs' must be a list of objects with a 'name'")
+    return tuple(o["name"] for o in raw)
+
+
+def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+    """One output tensor as OIP JSON: flat data in row-major order."""
+    datatype = datatype_of(array)
+    flat = array.reshape(-1)
+    if datatype in (Datatype.FP16, Datatype.BYTES) or not flat.flags.c_contiguous:
+        data: Any = flat.tolist()  # orjson serializes neither float16 nor object arrays
+    else:
+        data = flat
+    return {"name": name, "datatype": datatype.value, "shape": list(array.shape), "data": data}
+
+
+def encode_infer_response(
+    model: str,
+    version: int,
+    request_id: str,
+    outputs: dict[str, np.ndarray],
+    wanted: tuple[str, ...] | None = None,
+) -> bytes:
+    """The response body of a successful inference."""
+    if wanted is not None:
+        unknown = [n for n in wanted if n not in outputs]
+        if unknown:
+            raise bad(f"unknown outputs requested: {unknown}; the model has {list(outputs)}")
+        outputs = {n: outputs[n] for n in wanted}
+    doc = {
+        "model_name": model,
+        "model_version": str(version),
+        "id": request_id,
+        "outputs": [encode_tensor(name, array) for name, array in outputs.items()],
+    }
+    return orjson.dumps(doc, option=ORJSON_OPTIONS)
+
+
+def check_outputs(outputs: dict[str, np.ndarray], specs: Sequence[TensorSpec], rows: int) -> None:
+    """Raise ValueError unless outputs match the specs (names, datatypes, shapes)."""
+    for spec in specs:
+        if spec.name not in outputs:
+            raise ValueError(f"output {spec.name!r} is missing")
+        array = outputs[spec.name]
+        datatype = datatype_of(array)
+        if datatype != spec.datatype:
+            raise ValueError(f"output {spec.name!r} is {datatype}, the manifest says {spec.datatype}")
+        shape = list(array.shape)
+        if len(shape) != len(spec.shape) or any(
+            want != -1 and got != want for got, want in zip(shape, spec.shape, strict=True)
+        ):
+            raise ValueError(f"output {spec.name!r} has shape {shape}, manifest {spec.shape}")
+        if shape and spec.shape[0] == -1 and shape[0] != rows:
+            raise ValueError(f"output {spec.name!r} has {shape[0]} rows for {rows} input rows")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(f"output {spec.name!r} holds NaN or infinity")
+
+
+def sample_arrays(sample: dict[str, Any], specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """A manifest's sample_input as arrays of the declared datatypes."""
+    arrays = {}
+    for spec in specs:
+        if spec.name not in sample:
+            raise ValueError(f"sample_input has no {spec.name!r}")
+        array = np.asarray(sample[spec.name], dtype=NUMPY_DTYPES[spec.datatype])
+        _check_shape(spec.name, list(array.shape), spec.shape)
+        arrays[spec.name] = array
+    return arrays
+
+
+def error_body(message: str) -> bytes:
+    """The protocol's error body."""
+    return orjson.dumps({"error": message})

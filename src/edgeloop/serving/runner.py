@@ -1,0 +1,71 @@
+"""Start a server process: build the app from a ServeConfig and run it on uvicorn or granian."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgeloop.journal import JournalSink, SQLiteJournal
+from edgeloop.serving.app import ServingApp
+from edgeloop.serving.config import SERVE_CONFIG_ENV, ServeConfig
+from edgeloop.serving.package import Verifier
+from edgeloop.serving.repository import ensure_token
+from edgeloop.serving.server import ModelServer
+from edgeloop.store import ObjectStore, open_store
+from edgeloop.store.journaled import JournaledStore
+
+
+def capture_store(config: ServeConfig) -> ObjectStore | None:
+    """The store captures go to; with a journal, wrapped so each batch is journaled."""
+    if config.capture_to is None:
+        return None
+    store = open_store(config.capture_to)
+    if config.journal_path is not None:
+        return JournaledStore(store, JournalSink(SQLiteJournal(config.journal_path)), config.site)
+    return store
+
+
+def build_app(config: ServeConfig, *, verify: Verifier | None = None) -> ServingApp:
+    """The ASGI app for `config` (the token file is created when missing)."""
+    token, _ = ensure_token(config.resolved_token_file)
+    server = ModelServer(config, capture_store=capture_store(config), verify=verify)
+    return ServingApp(server, token)
+
+
+def app_from_env() -> ServingApp:
+    """Factory for worker processes: the config comes as JSON in $EDGELOOP_SERVE_CONFIG."""
+    return build_app(ServeConfig.model_validate_json(os.environ[SERVE_CONFIG_ENV]))
+
+
+def run(config: ServeConfig) -> None:
+    """Serve until interrupted."""
+    os.environ[SERVE_CONFIG_ENV] = config.model_dump_json()
+    target = "edgeloop.serving.runner:app_from_env"
+    if config.server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(
+            target,
+            address=config.host,
+            port=config.port,
+            interface=Interfaces.ASGI,
+            workers=config.workers,
+            factory=True,
+            log_access=False,
+            working_dir=Path.cwd(),
+        ).serve()
+        return
+    import uvicorn
+
+    uvicorn.run(
+        target,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        factory=True,
+        access_log=False,
+        lifespan="on",
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
