@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import os
+
 import pytest
 
 from edgeloop.errors import InvalidKeyError, ObjectNotFound, StoreError, StoreUnavailable
 from edgeloop.store import open_store, parse_store_url, sha256_bytes
-from edgeloop.store.s3 import S3Store, _native_offset
+from edgeloop.store.s3 import SINGLE_PUT_MAX, S3Store, _native_offset, is_unavailable
 from edgeloop.testing.s3server import S3Server, free_port
 
 
@@ -119,3 +122,50 @@ def test_native_start_after_never_skips_a_wanted_key(
     prefix: str, start_after: str | None, expected: str | None
 ) -> None:
     assert _native_offset(prefix, start_after) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "outage"),
+    [
+        (
+            "Generic S3 error: Error performing HEAD http://h/b/x in 52ms, after 1 retries, "
+            "max_retries: 1, retry_timeout: 2s  - HTTP error: error sending request",
+            True,
+        ),
+        (
+            "Generic S3 error: Error performing PUT http://h/b/k in 4s, after 3 retries, "
+            "max_retries: 3, retry_timeout: 30s  - Server returned non-2xx status code: "
+            "503 Service Unavailable: ",
+            True,
+        ),
+        (
+            "Generic S3 error: ... - Server returned non-2xx status code: 429 Too Many Requests",
+            True,
+        ),
+        ("Generic HTTP error: error decoding response body", True),
+        (
+            "Generic S3 error: Error performing PUT http://h/b/k in 1ms, after 3 retries, "
+            "max_retries: 3, retry_timeout: 30s - Server returned non-2xx status code: "
+            "400 Bad Request: <Error><Code>InvalidArgument</Code></Error>",
+            False,
+        ),
+        (
+            "Generic S3 error: Error performing PUT http://h/b/timeout-key in 1ms - Server "
+            "returned non-2xx status code: 409 Conflict",
+            False,
+        ),
+    ],
+)
+def test_only_outages_are_retryable(line: str, outage: bool) -> None:
+    assert is_unavailable(line) is outage
+
+
+def test_large_seekable_file_is_hashed_then_streamed(s3_server: S3Server) -> None:
+    store = open_store(s3_server.url("seekable"))
+    data = os.urandom(SINGLE_PUT_MAX + 1024 * 1024)
+    handle = io.BytesIO(b"skipped header" + data)
+    handle.seek(len(b"skipped header"))  # uploads from the current position, as files do
+    info = store.put("file/big", handle)
+    assert (info.size, info.sha256) == (len(data), sha256_bytes(data))
+    assert store.head("file/big").sha256 == sha256_bytes(data)
+    assert store.get("file/big").read() == data

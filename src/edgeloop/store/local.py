@@ -142,6 +142,8 @@ class LocalStore:
                     os.setxattr(out.fileno(), SHA_XATTR, digest.encode("ascii"))
                 if self.fsync:
                     os.fsync(out.fileno())
+                # Stat the version we wrote, not whatever a concurrent writer renames in later.
+                written = os.fstat(out.fileno())
             for attempt in range(3):
                 self._make_parents(key, path)
                 try:
@@ -157,7 +159,7 @@ class LocalStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        return self._info(key, path.stat(), digest)
+        return self._info(key, written, digest)
 
     def _make_parents(self, key: str, path: Path) -> None:
         try:

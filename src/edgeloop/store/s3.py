@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlencode
 
 import obstore
@@ -43,18 +44,23 @@ _TUNING_OPTIONS = frozenset(
 )
 KNOWN_OPTIONS = frozenset(_ENV_FALLBACKS) | _TUNING_OPTIONS
 
-# Substrings of obstore's messages that mean "could not reach the store": worth a retry.
-_UNAVAILABLE_MARKERS = (
+# Parts of obstore's first message line that mean "the store could not be reached" (retryable).
+_TRANSPORT_MARKERS = (
     "error sending request",
-    "connect",
+    "http error",
     "timed out",
-    "timeout",
     "connection",
-    "500 internal",
-    "502 bad gateway",
-    "503 service",
-    "504 gateway",
+    "error decoding response body",
+    "dns error",
 )
+_RETRYABLE_STATUS = re.compile(r"status code: (5\d\d|429)\b")
+
+
+def is_unavailable(first_line: str) -> bool:
+    """Whether an obstore error line describes an outage (network, timeout, 5xx, throttling)
+    rather than a request the store refused."""
+    text = re.sub(r"retry_timeout: \S+", "", first_line.lower())  # in every retried error
+    return bool(_RETRYABLE_STATUS.search(text)) or any(m in text for m in _TRANSPORT_MARKERS)
 
 
 def _flag(value: str) -> bool:
@@ -184,9 +190,8 @@ class S3Store:
     def _error(self, exc: BaseException, key: str, action: str) -> StoreError:
         """Translate an obstore error into the edgeloop error a caller can act on."""
         message = _first_line(exc)
-        lowered = str(exc).lower()
         where = f"{self.url}: {action} {key!r}"
-        if "nosuchbucket" in lowered:
+        if "<code>nosuchbucket</code>" in str(exc).lower():
             return StoreError(
                 f"{where}: bucket {self.bucket!r} does not exist; create it first "
                 "(e.g. `rclone mkdir` or your provider's console)"
@@ -198,7 +203,7 @@ class S3Store:
                 f"{where}: access denied; check access_key_id/secret_access_key in the URL "
                 "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
             )
-        if any(marker in lowered for marker in _UNAVAILABLE_MARKERS):
+        if is_unavailable(message):
             return StoreUnavailable(
                 f"{where}: store unreachable ({message}); check the endpoint and network, "
                 "the operation can be retried"
@@ -212,6 +217,16 @@ class S3Store:
         validate_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
             return self._put_buffered(key, data, expected_sha256)
+        if expected_sha256 is None and _seekable(data):
+            # A local file: hash it in a first pass, then stream it checked against that
+            # digest (which also catches a file that changes while it uploads).
+            file = cast("BinaryIO", data)
+            start = file.tell()
+            first_pass = HashingReader(iter_chunks(file))
+            for _ in first_pass:
+                pass
+            file.seek(start)
+            expected_sha256 = first_pass.sha256
         chunks = iter_chunks(data)
         head: list[bytes] = []
         size = 0
@@ -343,6 +358,13 @@ class S3Store:
             sha256=sha.lower() if sha else None,
             etag=meta.get("e_tag"),
         )
+
+
+def _seekable(data: object) -> bool:
+    try:
+        return bool(data.seekable())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
