@@ -12,6 +12,7 @@ from edgeloop.cli import demo as demo_cmd
 from edgeloop.cli import fleet as fleet_cmd
 from edgeloop.cli import init as init_cmd
 from edgeloop.cli import replicate as replicate_cmd
+from edgeloop.cli import serve as serve_cmd
 from edgeloop.cli import store as store_cmd
 from edgeloop.cli import tokens as tokens_cmd
 from edgeloop.cli.audit import audit as audit_cmd
@@ -50,6 +51,7 @@ app.command("init")(init_cmd.init)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(journal.app, name="journal")
 app.add_typer(models.app, name="models")
+app.command("serve")(serve_cmd.serve)
 app.add_typer(replicate_cmd.app, name="replicate")
 app.add_typer(drift.app, name="drift")
 app.add_typer(store_cmd.app, name="store")
