@@ -1,4 +1,4 @@
-"""Fixtures of the monitoring tests (the data helpers live in monitor_data.py)."""
+"""Fixtures of the monitoring tests (the data helpers live in edgeloop.testing.driftdata)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from monitor_data import T0, capture_table, put_parquet
 
 from edgeloop.store import ObjectStore
+from edgeloop.testing.driftdata import T0, capture_table, put_parquet
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
-from monitor_data import T0, features, predictions_for
 
 from edgeloop.errors import MonitoringError
 from edgeloop.monitor.drift import DriftSettings, evaluate_drift
 from edgeloop.monitor.profile import ReferenceProfile, build_profile
+from edgeloop.testing.driftdata import T0, features, predictions_for
 from edgeloop.workspace.config import DriftThresholds, MonitoringConfig
 from edgeloop.workspace.loader import parse_config
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from monitor_data import T0, features, predictions_for, put_parquet
 
 from edgeloop.errors import MonitoringError, ProfileNotFound
 from edgeloop.journal import JournalSink, SQLiteJournal
@@ -20,6 +19,7 @@ from edgeloop.model.events import EventType
 from edgeloop.monitor import DriftJob, build_profile, drift_event_id, save_profile
 from edgeloop.monitor.captures import discover_sites
 from edgeloop.store import LocalStore, ObjectStore, open_store
+from edgeloop.testing.driftdata import T0, features, predictions_for, put_parquet
 from edgeloop.workspace.config import MonitoringConfig
 
 END = T0 + timedelta(hours=1)
@@ -176,7 +176,7 @@ def test_missing_profile_and_bad_batch_give_clear_errors(
 
 
 def test_sites_are_discovered_from_keys(store: ObjectStore, rng: np.random.Generator) -> None:
-    from monitor_data import capture_table
+    from edgeloop.testing.driftdata import capture_table
 
     for site in ("edge-a", "edge-a-2", "edge-b", "z9"):
         table = capture_table(rng, site, 5)

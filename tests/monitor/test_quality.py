@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from monitor_data import T0, put_parquet
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
 from edgeloop.journal import JournalSink, SQLiteJournal
@@ -25,6 +24,7 @@ from edgeloop.monitor.quality import (
     mean_absolute_error as mae,
 )
 from edgeloop.store import LocalStore, ObjectStore
+from edgeloop.testing.driftdata import T0, put_parquet
 from edgeloop.workspace.config import MonitoringConfig
 from edgeloop.workspace.loader import parse_config
 

@@ -182,6 +182,12 @@ def profile_cmd(
     drop: list[str] = typer.Option(
         None, "--drop", help="Column that is not a feature, e.g. the label (repeatable)."
     ),
+    tensor: str = typer.Option(
+        None,
+        "--tensor",
+        help="Name the features as the served model's input tensor sees them: NAME[0], "
+        "NAME[1], ... in column order (matches captures of one [1, n] input tensor).",
+    ),
     core: str = CoreOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -201,6 +207,10 @@ def profile_cmd(
             predictions = table.column(prediction_column)
         skip = {*(drop or []), *([prediction_column] if prediction_column else [])}
         features = table.select([c for c in table.column_names if c not in skip])
+        if tensor:
+            features = features.rename_columns(
+                [f"{tensor}[{i}]" for i in range(features.num_columns)]
+            )
         profile = build_profile(model, version, features, predictions)
         key = save_profile(store, profile)
         console.print(

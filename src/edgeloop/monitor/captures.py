@@ -5,9 +5,12 @@ Keys: `captures/<model>/<site>/<yyyy>/<mm>/<dd>/<batch>.parquet` (and the same u
 
 - `time` (timestamp, or ISO-8601 text; UTC) picks the rows of the window; required.
 - `request_id`, `version` (text), used by live quality and to choose the reference profile.
-- the features: an `inputs` column that is a struct (one field per feature) or JSON text
-  (an object of feature -> value, or Open Inference Protocol tensors
-  `[{"name": ..., "data": [...]}]`); without `inputs`, every other column is a feature.
+- the features: an `inputs` column that is a struct (one field per feature) or JSON text:
+  an object of feature -> value, or Open Inference Protocol tensors
+  `[{"name": ..., "shape": [1, n], "data": [...]}]` as edgeloop's serving captures them,
+  whose elements become features `<name>[0]` ... `<name>[n-1]` (a one-element tensor is
+  just `<name>`; of a [rows, n] batch, the first row). Without `inputs`, every other
+  column is a feature.
 - the prediction: an `outputs` column (a scalar, a one-field struct, or JSON as above: the
   first value of the first tensor), else a `prediction` column.
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -133,8 +137,12 @@ def _flatten_record(value: Any) -> dict[str, Any]:
         data = tensor["data"]
         name = str(tensor.get("name", "input"))
         flat = data if isinstance(data, list) else [data]
-        while flat and isinstance(flat[0], list):  # a [1, n] tensor: one row of n features
+        while flat and isinstance(flat[0], list):  # nested rows: flatten, row-major
             flat = [v for row in flat for v in row]
+        shape = tensor.get("shape")
+        if isinstance(shape, list) and len(shape) >= 2 and all(isinstance(d, int) for d in shape):
+            # A [rows, ...] batch in one request: its first row stands for the request.
+            flat = flat[: max(1, int(np.prod(shape[1:])))]
         if len(flat) == 1:
             out[name] = flat[0]
         else:

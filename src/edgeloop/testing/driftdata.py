@@ -1,5 +1,5 @@
-"""Seeded data for the monitoring tests: reference features, windows with and without drift,
-and capture/label batches written as Parquet the way edge sites write them."""
+"""Seeded synthetic data for drift tests, docs and benchmarks: reference features, windows
+with and without drift, and capture batches written as Parquet the way edge sites do."""
 
 from __future__ import annotations
 
