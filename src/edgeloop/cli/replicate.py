@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -62,12 +61,12 @@ StateOption = typer.Option(
 RuleOption = typer.Option(None, "--rule", help="Run only this rule of edgeloop.yaml (its name).")
 
 
-def _reporter(as_json: bool) -> ProgressReporter:
+def _reporter(as_json: bool, label: str = "") -> ProgressReporter:
     if as_json:
-        return JsonReporter()
+        return JsonReporter(label=label)
     if use_progress(as_json):
         return RichReporter()
-    return LineReporter()
+    return LineReporter(label=label)
 
 
 def _is_site(workspace: Workspace | None, name: str | None) -> bool:
@@ -93,6 +92,7 @@ def _build(
     events_journal: str | None,
     options: ReplicationOptions,
     reporter: ProgressReporter,
+    as_json: bool,
 ) -> list[Replicator]:
     if bool(from_) != bool(to):
         raise typer.BadParameter("give both --from and --to, or neither (to run the rules)")
@@ -126,14 +126,16 @@ def _build(
             )
         ]
     assert workspace is not None
+    rules = find_rule(workspace, rule_name)
     return [
         replicator_for_rule(
             workspace,
             rule,
-            options=replace(options, max_backlog=options.max_backlog),
-            reporter=reporter,
+            options=options,
+            # Several rules share one terminal: label their lines (the bar is shared).
+            reporter=reporter if len(rules) == 1 else _reporter(as_json, rule.label),
         )
-        for rule in find_rule(workspace, rule_name)
+        for rule in rules
     ]
 
 
@@ -215,6 +217,7 @@ def replicate(
             events_journal,
             options,
             reporter,
+            as_json,
         )
         snapshots = _run(replicators, follow=follow, full=full, retry_failed=retry_failed)
     failed = sum(s.failed for s in snapshots)

@@ -58,13 +58,14 @@ class SilentReporter:
 class LineReporter:
     """Plain text lines: one per retry and a status line at most every `every` seconds."""
 
-    def __init__(self, stream: TextIO | None = None, every: float = 5.0) -> None:
+    def __init__(self, stream: TextIO | None = None, every: float = 5.0, label: str = "") -> None:
         self.stream = stream or sys.stderr
+        self.label = f"{label}: " if label else ""
         self.every = every
         self._last = 0.0
 
     def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
+        self.stream.write(self.label + text + "\n")
         self.stream.flush()
 
     def copied(self, key: str, size: int, skipped: bool) -> None:
@@ -96,14 +97,21 @@ class JsonReporter:
     """JSON lines on stdout: `copied` per object, `retry`, periodic `status`, final `summary`."""
 
     def __init__(
-        self, stream: TextIO | None = None, every: float = 5.0, per_object: bool = True
+        self,
+        stream: TextIO | None = None,
+        every: float = 5.0,
+        per_object: bool = True,
+        label: str = "",
     ) -> None:
         self.stream = stream or sys.stdout
+        self.label = label
         self.every = every
         self.per_object = per_object
         self._last = 0.0
 
     def _emit(self, record: dict[str, Any]) -> None:
+        if self.label:
+            record["rule"] = self.label
         self.stream.write(orjson.dumps(record).decode() + "\n")
 
     def copied(self, key: str, size: int, skipped: bool) -> None:
