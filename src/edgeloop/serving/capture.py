@@ -85,7 +85,14 @@ class CaptureConfig:
 class CaptureWriter:
     """Owns the queue, the spool, and the writer and uploader threads."""
 
-    def __init__(self, config: CaptureConfig, store: ObjectStore, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        config: CaptureConfig,
+        store: ObjectStore,
+        metrics: ServingMetrics,
+        *,
+        start: bool = True,
+    ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
@@ -100,6 +107,11 @@ class CaptureWriter:
         ]
         self._spool_bytes = self.spool.size_bytes()
         self.metrics.spool_bytes.set(self._spool_bytes)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the spool writer and uploader threads."""
         for thread in self._threads:
             thread.start()
 
@@ -203,8 +215,9 @@ class CaptureWriter:
     def close(self, upload_timeout: float = 5.0) -> None:
         """Spool what is queued, seal, and try to upload for up to `upload_timeout` seconds."""
         self._stop.set()
-        self._threads[0].join()
-        self._threads[1].join(timeout=upload_timeout)
+        if self._threads[0].is_alive():
+            self._threads[0].join()
+            self._threads[1].join(timeout=upload_timeout)
         deadline = time.monotonic() + upload_timeout
         while self.spool.sealed() and time.monotonic() < deadline:
             if not self.upload_sealed():

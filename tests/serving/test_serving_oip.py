@@ -1,0 +1,129 @@
+"""OIP v2 JSON parsing and encoding: typed tensors in, clear 4xx errors for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from edgeloop.errors import InferenceRequestError
+from edgeloop.model.manifest import Datatype, TensorSpec
+from edgeloop.serving.oip import (
+    check_outputs,
+    encode_infer_response,
+    parse_infer_request,
+)
+
+SPECS = [TensorSpec(name="input", datatype=Datatype.FP32, shape=[-1, 3])]
+
+
+def _body(**tensor: object) -> bytes:
+    base = {"name": "input", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}
+    base.update(tensor)
+    return orjson.dumps({"id": "r1", "inputs": [base]})
+
+
+def _error(body: bytes, specs: list[TensorSpec] = SPECS) -> InferenceRequestError:
+    with pytest.raises(InferenceRequestError) as info:
+        parse_infer_request(body, specs)
+    return info.value
+
+
+def test_flat_and_nested_data_parse_to_the_same_array() -> None:
+    flat = parse_infer_request(_body(), SPECS)
+    nested = parse_infer_request(_body(data=[[1, 2, 3], [4, 5, 6]]), SPECS)
+    assert flat.id == "r1"
+    assert flat.inputs["input"].dtype == np.float32 and flat.inputs["input"].shape == (2, 3)
+    np.testing.assert_array_equal(flat.inputs["input"], nested.inputs["input"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (orjson.dumps({"inputs": []}), 400, "non-empty list"),
+        (_body(datatype="INT64"), 400, "expects FP32"),
+        (_body(shape=[3, 3]), 400, "needs 9 values"),
+        (_body(shape=[2, 4]), 400, "does not fit"),
+        (_body(shape=[6]), 400, "does not fit"),
+        (_body(shape=[2, -3]), 400, "non-negative"),
+        (_body(name="other"), 400, "unknown input"),
+        (_body(data=[[1, 2, 3], [4, 5]]), 400, "does not fit datatype"),
+        (_body(data=["a", "b", "c", "d", "e", "f"]), 400, "does not fit datatype"),
+        (_body(shape=[10_000_000, 3]), 413, "elements"),
+        (orjson.dumps({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32"}]}), 400,
+         "no 'data'"),
+        (orjson.dumps({"id": 5, "inputs": [{}]}), 400, "'id' must be a string"),
+        (b"[" * 5000 + b"]" * 5000, 400, "not valid JSON"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_refused_with_a_clear_status(body: bytes, status: int, message: str) -> None:
+    error = _error(body)
+    assert error.status == status
+    assert message in str(error)
+
+
+def test_missing_and_duplicate_inputs() -> None:
+    specs = [*SPECS, TensorSpec(name="mask", datatype=Datatype.BOOL, shape=[-1])]
+    assert "missing inputs: mask" in str(_error(_body(), specs))
+    tensor = {"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}
+    assert "twice" in str(_error(orjson.dumps({"inputs": [tensor, tensor]})))
+
+
+def test_integer_and_bool_and_bytes_inputs_are_typed() -> None:
+    specs = [
+        TensorSpec(name="n", datatype=Datatype.INT32, shape=[2]),
+        TensorSpec(name="b", datatype=Datatype.BOOL, shape=[2]),
+        TensorSpec(name="s", datatype=Datatype.BYTES, shape=[1]),
+    ]
+    body = orjson.dumps({"inputs": [
+        {"name": "n", "shape": [2], "datatype": "INT32", "data": [1, 2]},
+        {"name": "b", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+        {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["hi"]},
+    ]})  # fmt: skip
+    request = parse_infer_request(body, specs)
+    assert request.inputs["n"].dtype == np.int32 and request.inputs["b"].dtype == np.bool_
+    assert request.inputs["s"].tolist() == ["hi"]
+    floats = orjson.dumps({"inputs": [{"name": "n", "shape": [2], "datatype": "INT32",
+                                       "data": [1.5, 2]}]})  # fmt: skip
+    assert "does not fit datatype" in str(_error(floats, specs[:1]))
+
+
+def test_response_is_flat_typed_and_filters_outputs() -> None:
+    outputs = {"label": np.array([1, 0], dtype=np.int64),
+               "probabilities": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)}  # fmt: skip
+    doc = orjson.loads(encode_infer_response("m", 3, "r9", outputs))
+    assert doc["model_version"] == "3" and doc["id"] == "r9"
+    assert doc["outputs"][1] == {"name": "probabilities", "datatype": "FP32", "shape": [2, 2],
+                                 "data": [0.25, 0.75, 0.5, 0.5]}  # fmt: skip
+    only = orjson.loads(encode_infer_response("m", 3, "r9", outputs, ("label",)))
+    assert [o["name"] for o in only["outputs"]] == ["label"]
+    with pytest.raises(InferenceRequestError, match="unknown outputs"):
+        encode_infer_response("m", 3, "r9", outputs, ("nope",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 5), st.just(3)),
+              elements=st.floats(-1e6, 1e6, width=32)))  # fmt: skip
+def test_encoded_tensors_parse_back_to_the_same_array(array: np.ndarray) -> None:
+    encoded = orjson.loads(encode_infer_response("m", 1, "x", {"input": array}))["outputs"][0]
+    parsed = parse_infer_request(orjson.dumps({"inputs": [encoded]}), SPECS)
+    np.testing.assert_array_equal(parsed.inputs["input"], array)
+
+
+def test_check_outputs_catches_schema_mismatches() -> None:
+    specs = [TensorSpec(name="p", datatype=Datatype.FP32, shape=[-1, 2])]
+    check_outputs({"p": np.zeros((3, 2), np.float32)}, specs, rows=3)
+    for outputs, message in [
+        ({}, "missing"),
+        ({"p": np.zeros((3, 2), np.float64)}, "FP64"),
+        ({"p": np.zeros((3, 4), np.float32)}, "shape"),
+        ({"p": np.zeros((2, 2), np.float32)}, "rows"),
+        ({"p": np.full((3, 2), np.nan, np.float32)}, "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_outputs(outputs, specs, rows=3)
