@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# The suite imports test files in importlib mode; make the doubles module beside them importable.
+sys.path.insert(0, str(Path(__file__).parent))
+
 from replication_doubles import Source
 
 from edgeloop.journal import JournalSink, SQLiteJournal
