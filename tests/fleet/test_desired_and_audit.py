@@ -235,3 +235,27 @@ def test_tokens_create_list_revoke(sqlite_fleet: Fleet) -> None:
     bad = fleet.call("POST", "/api/v1/tokens", fleet.admin, json={"name": "x", "role": "agent"})
     assert bad.status_code == 400
     assert "by joining" in bad.json()["error"]
+
+
+def test_buffered_heartbeats_are_written_in_one_batch(fleet: Fleet) -> None:
+    fleet.settings.heartbeat_flush_interval = 0.2  # the default of a served control plane
+    agents = [SimAgent(fleet, f"edge-{i}") for i in range(3)]
+    fleet.client(fleet.admin).deploy("vision", "detector", "1", "")
+    etags = set()
+    for agent in agents:
+        response = fleet.call(
+            "POST",
+            f"/api/v1/sites/{agent.site}/heartbeat",
+            agent.token,
+            json={"loaded": {"detector": "1"}, "healthy": True},
+        )
+        etags.add(response.json()["desired_etag"])
+    assert None not in etags
+    site = fleet.call("GET", "/api/v1/sites/edge-0", fleet.admin).json()
+    assert site["last_seen"] is None, "not written before the flush"
+    assert fleet.plane.service.flush_heartbeats() == 3
+    for agent in agents:
+        seen = fleet.call("GET", f"/api/v1/sites/{agent.site}", fleet.admin).json()
+        assert seen["loaded"] == {"detector": "1"}
+        assert seen["desired_etag"] in etags
+    assert fleet.plane.service.flush_heartbeats() == 0

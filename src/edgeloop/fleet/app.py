@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -43,6 +43,7 @@ from edgeloop.model.rollout import WaveSpec
 from edgeloop.workspace.config import NAME_PATTERN
 
 log = logging.getLogger(__name__)
+
 
 def _name() -> Any:
     return PathParam(pattern=NAME_PATTERN)
@@ -124,17 +125,20 @@ class AuthFailed(Exception):
         self.message = message
 
 
-def _authorizer(auth: Authenticator) -> Callable[[Request], Principal]:
-    def authorize(request: Request) -> Principal:
+def _authorizer(auth: Authenticator) -> Callable[[Request], Awaitable[Principal]]:
+    async def authorize(request: Request) -> Principal:
         route = request.scope.get("route")
         path = getattr(route, "path", "")
         policy = policy_for(request.method, path)
         if policy is None:  # fail closed: a route the policy forgot is nobody's
             raise AuthFailed(403, f"{request.method} {path} is not in the access policy")
-        try:
-            who = auth.authenticate(_bearer(request))
-        except TokenRefused as exc:
-            raise AuthFailed(401, str(exc)) from None
+        secret = _bearer(request)
+        who = auth.cached(secret)
+        if who is None:
+            try:
+                who = await anyio.to_thread.run_sync(auth.authenticate, secret)
+            except TokenRefused as exc:
+                raise AuthFailed(401, str(exc)) from None
         request.state.principal = who
         site = request.path_params.get("site")
         if not allows(policy, who.role, token_site=who.site, site=site):
@@ -208,13 +212,20 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_tick_forever(plane, settings.tick_interval))
+        tasks = [asyncio.create_task(_tick_forever(plane, settings.tick_interval))]
+        if settings.heartbeat_flush_interval > 0:
+            tasks.append(
+                asyncio.create_task(_flush_forever(plane, settings.heartbeat_flush_interval))
+            )
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await anyio.to_thread.run_sync(plane.service.flush_heartbeats)
 
     app = FastAPI(
         title="edgeloop control plane",
@@ -367,8 +378,20 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
         return service.remove_site(who, site)
 
     @api.post("/sites/{site}/heartbeat")
-    def heartbeat(body: HeartbeatIn, site: str = _name(), who: Principal = Who) -> dict[str, Any]:
-        return service.heartbeat(who, site, body.model_dump(exclude_none=True))
+    async def heartbeat(
+        body: HeartbeatIn, site: str = _name(), who: Principal = Who
+    ) -> JSONResponse:
+        """Record the site's status; answers with the ETag of its desired state, so an agent
+        knows when to fetch it. Buffered and written in batches (see heartbeat_flush_interval).
+        """
+        status = body.model_dump(exclude_none=True)
+        if settings.heartbeat_flush_interval <= 0:
+            result = await anyio.to_thread.run_sync(service.heartbeat, who, site, status)
+            return JSONResponse(result)
+        known, etag = service.queue_heartbeat(who, site, status)
+        if not known:
+            etag = await anyio.to_thread.run_sync(service.desired_etag, who.project, site)
+        return JSONResponse({"desired_etag": etag})
 
     @api.post("/sites/{site}/reports")
     def report(
@@ -521,6 +544,15 @@ async def _tick_forever(plane: ControlPlane, interval: float) -> None:
                 log.info("%s", note)
         except Exception:
             log.exception("rollout tick failed; retrying in %ss", interval)
+
+
+async def _flush_forever(plane: ControlPlane, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(plane.service.flush_heartbeats)
+        except Exception:
+            log.exception("could not write heartbeats; retrying in %ss", interval)
 
 
 def serve_control_plane(

@@ -69,6 +69,16 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Principal, float | None]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, secret: str | None) -> Principal | None:
+        """The principal of `secret` if it is cached and still valid, without any I/O."""
+        if not secret:
+            return None
+        hit = self._cache.get(hash_token(secret))
+        now = self.clock()
+        if hit and hit[0] > now and (hit[2] is None or hit[2] > now):
+            return hit[1]
+        return None
+
     def authenticate(self, secret: str | None) -> Principal:
         """The principal of `secret`; raises TokenRefused with a reason a person can act on."""
         if not secret:

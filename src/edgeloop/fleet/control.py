@@ -37,8 +37,12 @@ class ControlSettings:
     core_site: str = "core"
     tick_interval: float = 1.0
     long_poll_max: float = 60.0
-    long_poll_recheck: float = 2.0
+    long_poll_recheck: float = 15.0
+    """Seconds between database re-reads of a waiting long-poll (changes made by this process
+    wake it at once; this bounds how late one made by another replica is seen)."""
     token_cache_seconds: float = 5.0
+    heartbeat_flush_interval: float = 0.2
+    """Seconds heartbeats are buffered before one batched write; 0 writes each at once."""
     clock: Callable[[], float] = field(default=time.time)
 
     @classmethod

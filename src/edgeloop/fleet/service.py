@@ -54,6 +54,7 @@ from edgeloop.model.rollout import (
 log = logging.getLogger(__name__)
 
 ACTIVE = (RolloutState.RUNNING.value, RolloutState.PAUSED.value)
+_UNKNOWN = object()
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -85,6 +86,11 @@ class FleetService:
         self._write_lock = (
             threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
+        # Heartbeats waiting for the next flush, and the desired-state ETags last seen, so a
+        # heartbeat can be answered without touching the database.
+        self._pending: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+        self._pending_lock = threading.Lock()
+        self._etags: dict[tuple[str, str], str | None] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -401,43 +407,113 @@ class FleetService:
         return {"site": site, "removed": True}
 
     def heartbeat(self, who: Principal, site: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Record a site's status; returns the ETag of its current desired state."""
-        now = self.clock()
-        healthy = bool(status.get("healthy", True))
-        events: list[Event] = []
-        with self._write() as conn:
-            row = conn.execute(
-                sa.select(db.sites.c.healthy, db.sites.c.healthy_since, db.sites.c.status).where(
-                    db.sites.c.project == who.project, db.sites.c.name == site
-                )
-            ).first()
-            if row is None:
-                raise FleetNotFound(f"site {site!r} is not registered; join it again")
-            previous = row.status or {}
-            same_models = previous.get("loaded") == status.get("loaded")
-            # "healthy since" restarts whenever the loaded versions change: a gate's hold
-            # time counts from the swap, not from before it.
-            keep = row.healthy and same_models
-            since = (row.healthy_since if keep else now) if healthy else None
-            conn.execute(
-                sa.update(db.sites)
-                .where(db.sites.c.project == who.project, db.sites.c.name == site)
-                .values(last_seen=now, healthy=healthy, healthy_since=since, status=status)
-            )
+        """Record a site's status at once; returns the ETag of its current desired state."""
+        found = self.apply_heartbeats([(who.project, site, status, self.clock())])
+        if not found:
+            raise FleetNotFound(f"site {site!r} is not registered; join it again")
+        return {"desired_etag": self._etags.get((who.project, site))}
+
+    def queue_heartbeat(
+        self, who: Principal, site: str, status: dict[str, Any]
+    ) -> tuple[bool, str | None]:
+        """Buffer a heartbeat for the next flush (no I/O); returns (etag known, etag)."""
+        key = (who.project, site)
+        with self._pending_lock:
+            self._pending[key] = (status, self.clock())
+        etag = self._etags.get(key, _UNKNOWN)
+        return (etag is not _UNKNOWN, None if etag is _UNKNOWN else str(etag))
+
+    def desired_etag(self, project: str, site: str) -> str | None:
+        """The ETag of a site's desired state, read from the database (and cached)."""
+        with self.engine.connect() as conn:
             etag = conn.execute(
                 sa.select(db.desired.c.etag).where(
-                    db.desired.c.project == who.project, db.desired.c.site == site
+                    db.desired.c.project == project, db.desired.c.site == site
                 )
             ).scalar()
-        if row.healthy is not None and bool(row.healthy) != healthy:
-            kind = "site.healthy" if healthy else "site.unhealthy"
-            events.append(
-                self._event(
-                    kind, site, {"status": status}, f"{kind}:{who.project}:{site}:{now:.6f}"
-                )
+        self._etags[(project, site)] = etag
+        return etag
+
+    def flush_heartbeats(self) -> int:
+        """Write every buffered heartbeat in one transaction; returns how many."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        if pending:
+            self.apply_heartbeats([(p, s, st, t) for (p, s), (st, t) in pending.items()])
+        return len(pending)
+
+    def apply_heartbeats(
+        self, items: list[tuple[str, str, dict[str, Any], float]]
+    ) -> set[tuple[str, str]]:
+        """Write heartbeats (project, site, status, time); returns the sites that exist."""
+        by_project: dict[str, dict[str, tuple[dict[str, Any], float]]] = {}
+        for project, site, status, when in items:
+            by_project.setdefault(project, {})[site] = (status, when)
+        found: set[tuple[str, str]] = set()
+        events: list[Event] = []
+        update = (
+            sa.update(db.sites)
+            .where(db.sites.c.project == sa.bindparam("b_project"))
+            .where(db.sites.c.name == sa.bindparam("b_name"))
+            .values(
+                last_seen=sa.bindparam("b_last_seen"),
+                healthy=sa.bindparam("b_healthy"),
+                healthy_since=sa.bindparam("b_since"),
+                status=sa.bindparam("b_status", type_=db.sites.c.status.type),
             )
-            self._emit(events)
-        return {"desired_etag": etag}
+        )
+        with self._write() as conn:
+            for project, beats in by_project.items():
+                names = list(beats)
+                for chunk in (names[i : i + 500] for i in range(0, len(names), 500)):
+                    rows = conn.execute(
+                        sa.select(
+                            db.sites.c.name,
+                            db.sites.c.healthy,
+                            db.sites.c.healthy_since,
+                            db.sites.c.status,
+                        ).where(db.sites.c.project == project, db.sites.c.name.in_(chunk))
+                    ).all()
+                    params = []
+                    for row in rows:
+                        status, when = beats[row.name]
+                        healthy = bool(status.get("healthy", True))
+                        same = (row.status or {}).get("loaded") == status.get("loaded")
+                        # "Healthy since" restarts whenever the loaded versions change: a
+                        # gate's hold time counts from the swap, not from before it.
+                        keep = bool(row.healthy) and same
+                        since = (row.healthy_since if keep else when) if healthy else None
+                        params.append(
+                            {
+                                "b_project": project,
+                                "b_name": row.name,
+                                "b_last_seen": when,
+                                "b_healthy": healthy,
+                                "b_since": since,
+                                "b_status": status,
+                            }
+                        )
+                        found.add((project, row.name))
+                        if row.healthy is not None and bool(row.healthy) != healthy:
+                            kind = "site.healthy" if healthy else "site.unhealthy"
+                            events.append(
+                                self._event(
+                                    kind,
+                                    row.name,
+                                    {"status": status},
+                                    f"{kind}:{project}:{row.name}:{when:.6f}",
+                                )
+                            )
+                    if params:
+                        conn.execute(update, params)
+                    for site, etag in conn.execute(
+                        sa.select(db.desired.c.site, db.desired.c.etag).where(
+                            db.desired.c.project == project, db.desired.c.site.in_(chunk)
+                        )
+                    ):
+                        self._etags[(project, site)] = etag
+        self._emit(events)
+        return found
 
     def report(self, who: Principal, site: str, report: dict[str, Any]) -> dict[str, Any]:
         """An agent's outcome of applying its desired state; a failure feeds the rollout gate."""
@@ -556,6 +632,7 @@ class FleetService:
 
     def _after_desired(self, project: str, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
         for site, envelope in envelopes:
+            self._etags.pop((project, site), None)  # re-read on the next heartbeat
             if self.publisher is not None:
                 try:
                     self.publisher.publish(site, envelope)
@@ -831,6 +908,7 @@ class FleetService:
 
     def tick(self) -> list[str]:
         """Evaluate the gate of every running rollout once; returns what happened, for logs."""
+        self.flush_heartbeats()
         with self.engine.connect() as conn:
             running = [
                 (r.project, r.id)

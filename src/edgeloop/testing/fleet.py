@@ -72,6 +72,7 @@ def make_fleet(tmp: Path, db_url: str, clock: FakeClock | None = None) -> Fleet:
         store=store,
         clock=clock,
         token_cache_seconds=0,
+        heartbeat_flush_interval=0,
         long_poll_recheck=0.05,
     )
     plane = build_control_plane(settings)
