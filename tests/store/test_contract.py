@@ -6,13 +6,14 @@ import hashlib
 import io
 import os
 import re
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from edgeloop.errors import ChecksumMismatch, InvalidKeyError, ObjectNotFound
 from edgeloop.store import ObjectStore, sha256_bytes
-from edgeloop.store.s3 import SINGLE_PUT_MAX
+from edgeloop.store.s3 import SINGLE_PUT_MAX, S3Store
 
 MiB = 1024 * 1024
 
@@ -212,3 +213,39 @@ def test_unsafe_keys_are_refused_by_every_operation(store: ObjectStore, bad: str
 def test_unsafe_prefixes_are_refused(store: ObjectStore, bad: str) -> None:
     with pytest.raises(InvalidKeyError):
         keys(store, bad)
+
+
+def test_concurrent_overwrites_and_reads_see_whole_versions(store: ObjectStore) -> None:
+    if isinstance(store, S3Store):
+        # Real S3 makes overwrites atomic, but the test server does not: rclone serve s3
+        # writes in place, so readers racing a writer of the same key get torn bodies and
+        # listings show the key twice. Nothing in S3Store can hide that; skip, loudly.
+        pytest.skip("rclone serve s3 is not atomic for concurrent overwrites of one key")
+    versions = {sha256_bytes(v): v for v in (os.urandom(n) for n in (10, 70_000, 300_000, 1))}
+    store.put("hot/key", next(iter(versions.values())))
+    problems: list[str] = []
+
+    def writer(seed: int) -> None:
+        blobs = list(versions.values())
+        for i in range(8):
+            store.put("hot/key", blobs[(seed + i) % len(blobs)])
+
+    def reader() -> None:
+        for _ in range(12):
+            with store.get("hot/key") as r:
+                body = r.read()
+                digest = sha256_bytes(body)
+                if digest not in versions or r.info.sha256 != digest:
+                    problems.append(
+                        f"read {len(body)} bytes hashing to {digest[:12]} (known: "
+                        f"{digest in versions}), metadata says {(r.info.sha256 or '-')[:12]}"
+                    )
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    assert keys(store, "hot/") == ["hot/key"]
