@@ -52,6 +52,9 @@ def test_put_ls_head_cat_get_rm_round_trip(store_url: str, tmp_path: Path) -> No
     code, out, _ = invoke("ls", store_url, "--start-after", "captures/m/a.bin", "--json")
     assert [json.loads(line)["key"] for line in out.splitlines()] == ["labels/x.bin"]
 
+    code, out, _ = invoke("ls", store_url, "--sha256", "--json", "--limit", "1")
+    assert [json.loads(line)["sha256"] for line in out.splitlines()] == [sha256_bytes(data)]
+
     code, out, _ = invoke("head", store_url, "captures/m/a.bin")
     assert json.loads(out)["sha256"] == sha256_bytes(data)
 

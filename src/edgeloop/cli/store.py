@@ -110,20 +110,26 @@ def ls(
     ),
     limit: int = typer.Option(0, "--limit", "-n", help="Stop after this many keys (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    with_sha256: bool = typer.Option(
+        False,
+        "--sha256",
+        help="Fill in SHA-256s a listing lacks (S3) with one HEAD request per object.",
+    ),
     site: str = SiteOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
     """List objects in key order: time modified, size, SHA-256 (short) and key.
 
-    S3 listings carry no metadata, so their SHA-256 shows as '-' (`edgeloop store head` reads
-    it). Example: edgeloop store ls file:///data/edge-a --prefix captures/
+    S3 listings carry no metadata, so their SHA-256 shows as '-' unless --sha256 is given.
+    Example: edgeloop store ls file:///data/edge-a --prefix captures/
     """
     with friendly_errors():
         if store_url and site:
             raise UsageError("give a STORE URL or --site, not both")
         with _opened(store_url, site, workspace) as store:
             listing = store.list(prefix, start_after=start_after)
-            for count, info in enumerate(listing, 1):
+            for count, listed in enumerate(listing, 1):
+                info = store.head(listed.key) if with_sha256 and not listed.sha256 else listed
                 if as_json:
                     print_json(_row(info))
                 else:
