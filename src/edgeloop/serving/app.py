@@ -243,11 +243,11 @@ class ServingApp:
         return orjson.dumps(doc)
 
     def _ready(self) -> bool:
+        """Ready when some model is known and every model not unloaded on purpose serves."""
         slots = self.server.slots.values()
-        serving = [s for s in slots if s.active is not None]
-        wanted = [s for s in slots if s.name not in self.server.pinned or
-                  self.server.pinned[s.name] is not None]  # fmt: skip
-        return bool(serving) and all(s.active is not None for s in wanted)
+        pinned = self.server.pinned
+        wanted = [s for s in slots if pinned.get(s.name, 0) is not None]
+        return bool(self.server.slots) and all(s.active is not None for s in wanted)
 
     # -- feedback ----------------------------------------------------------------------
     async def _feedback(self, name: str, scope: Scope, receive: Receive) -> bytes:

@@ -114,6 +114,8 @@ def _parse_tensor(raw: Any, specs: dict[str, TensorSpec]) -> tuple[np.ndarray, s
     array = _to_array(name, raw["data"], NUMPY_DTYPES[spec.datatype])
     if array.size != count:
         raise bad(f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
+    if array.ndim > 1 and list(array.shape) != shape:
+        raise bad(f"input {name!r}: nested data of shape {list(array.shape)}, declared {shape}")
     return array.reshape(shape), name
 
 
