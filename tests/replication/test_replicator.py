@@ -18,7 +18,7 @@ from replication_doubles import (
 
 from edgeloop.journal import SQLiteJournal
 from edgeloop.journal.base import JournalEntry
-from edgeloop.model.events import EventType
+from edgeloop.model.events import Event, EventType
 from edgeloop.replication import Backoff, Ledger, MemorySink, ReplicationOptions, Replicator
 from edgeloop.store import LocalStore, MemoryStore, ObjectStore
 
@@ -253,3 +253,26 @@ def test_object_deleted_at_the_source_is_gone_not_failed(source: Source, tmp_pat
         counts = rep.status().counts
     assert snap.failed == 0 and counts.gone == 1 and counts.done == 4
     assert first not in replicated(sink)
+
+
+def test_event_with_a_traversal_key_copies_nothing_and_fails(
+    source: Source, tmp_path: Path
+) -> None:
+    evil = "captures/../../outside.bin"
+    source.journal.append(
+        Event(
+            id="created:edge-a:evil",
+            type=EventType.OBJECT_CREATED,
+            site="edge-a",
+            subject=evil,
+            data={"key": evil, "size": 1, "sha256": "0" * 64},
+        )
+    )
+    target = LocalStore(tmp_path / "target")
+    with make(source, target, tmp_path, give_up_after=2) as rep:
+        snap = rep.run_once()
+        failures = rep.status().failures
+    assert snap.failed == 1 and snap.copied == 0
+    assert "refused object key" in failures[0][2]
+    assert not (tmp_path / "outside.bin").exists()
+    assert list(target.list()) == []
