@@ -14,6 +14,7 @@ from scipy.spatial.distance import jensenshannon
 from edgeloop.errors import EmptySampleError
 from edgeloop.monitor.stats import (
     bin_counts,
+    bin_counts_open,
     chi2_homogeneity,
     js_divergence,
     ks_2samp,
@@ -296,3 +297,38 @@ def test_sketch_invariants(x: np.ndarray, y: np.ndarray, bins: int) -> None:
     below, above = tail_excess(y, edges)
     w = wasserstein_binned(edges, ref, cur, below=below, above=above)
     assert w >= 0.0
+
+
+def test_sketch_wasserstein_is_exact_on_discrete_data() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 50, size=5000).astype(float)
+    y = rng.integers(3, 60, size=4000).astype(float)
+    edges = quantile_edges(x, 1000)
+    assert edges.size == np.unique(x).size  # every reference value is an edge
+    below, above = tail_excess(y, edges)
+    approx_w = wasserstein_binned(
+        edges, bin_counts(x, edges), bin_counts(y, edges), below=below, above=above,
+        ref_on_edges=True, cur_open_counts=bin_counts_open(y, edges),
+    )  # fmt: skip
+    assert approx_w == pytest.approx(sps.wasserstein_distance(x, y), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda rng: rng.normal(size=20_000),
+        lambda rng: rng.exponential(size=20_000) ** 3,  # heavy right tail
+        lambda rng: np.append(rng.normal(size=19_999), 1e12),  # one far outlier
+        lambda rng: np.round(rng.normal(size=20_000), 1),  # ties
+        lambda rng: rng.normal(4.0, 0.1, size=20_000),  # mostly beyond the reference
+    ],
+)
+def test_fast_edge_index_equals_binary_search(draw: object) -> None:
+    from edgeloop.monitor.stats.numeric import edge_index
+
+    rng = np.random.default_rng(21)
+    reference = draw(rng)  # type: ignore[operator]
+    window = np.concatenate([draw(rng), rng.normal(size=5000) * 1e3])  # type: ignore[operator]
+    edges = quantile_edges(reference, 1000)
+    for side in ("left", "right"):
+        assert np.array_equal(edge_index(window, edges, side), np.searchsorted(edges, window, side))

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from edgeloop.monitor.columns import ColumnLike, categorical_column, numeric_column
@@ -28,6 +29,7 @@ from edgeloop.monitor.profile import (
 )
 from edgeloop.monitor.stats import (
     bin_counts,
+    bin_counts_open,
     chi2_homogeneity,
     js_divergence,
     ks_binned,
@@ -210,7 +212,10 @@ def _numeric_drift(
     ks = ks_binned(ref, cur)
     lo, hi = float(values.min()), float(values.max())
     below, above = tail_excess(values, edges)
-    distance = wasserstein_binned(edges, ref, cur, below=below, above=above)
+    distance = wasserstein_binned(
+        edges, ref, cur, below=below, above=above, ref_on_edges=profile.discrete,
+        cur_open_counts=bin_counts_open(values, edges) if profile.discrete else None,
+    )  # fmt: skip
     std = profile.std or 0.0
     ids = _group_ids(ref, PSI_BINS)
     stats = {
@@ -340,12 +345,14 @@ def _multivariate(
     sample = profile.sample
     if sample is None or not all(c in columns for c in sample.columns):
         return None
-    matrix = np.column_stack([numeric_column(columns[c]).values for c in sample.columns])
-    if matrix.shape[0] < 2:
+    rows = min(len(columns[c]) for c in sample.columns)
+    if rows < 2:
         return None
     rng = np.random.default_rng(seed)
-    picked = rng.choice(matrix.shape[0], size=min(MMD_ROWS, matrix.shape[0]), replace=False)
-    current = sample.standardise(matrix[np.sort(picked)])
+    picked = np.sort(rng.choice(rows, size=min(MMD_ROWS, rows), replace=False))
+    # Take the sampled rows before converting: the window itself may be millions of rows.
+    taken = [numeric_column(_take(columns[c], picked)).values for c in sample.columns]
+    current = sample.standardise(np.column_stack(taken))
     # Enough permutations that the smallest possible p-value sits well below alpha.
     permutations = int(min(MMD_MAX_PERMUTATIONS, max(MMD_PERMUTATIONS, np.ceil(4 / alpha))))
     result = mmd_test(np.asarray(sample.rows), current, permutations=permutations, seed=seed)
@@ -358,6 +365,14 @@ def _multivariate(
         current_rows=current.shape[0],
         drifted=result.pvalue < alpha,
     )
+
+
+def _take(column: ColumnLike, rows: NDArray[np.int64]) -> ColumnLike:
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return column.take(pa.array(rows))
+    if isinstance(column, np.ndarray):
+        return column[rows]
+    return [column[i] for i in rows]
 
 
 def evaluate_drift(

@@ -45,6 +45,7 @@ class NumericProfile:
     std: float | None
     min: float | None
     max: float | None
+    discrete: bool = False  # every reference value is one of the edges
     kind: Kind = field(default="numeric", init=False)
 
     @property
@@ -161,6 +162,7 @@ def _feature_dict(profile: FeatureProfile) -> dict[str, Any]:
             "std": profile.std,
             "min": profile.min,
             "max": profile.max,
+            "discrete": profile.discrete,
         }
     return {
         "kind": "categorical",
@@ -186,6 +188,7 @@ def _feature_from(raw: Mapping[str, Any]) -> FeatureProfile:
             std=raw.get("std"),
             min=raw.get("min"),
             max=raw.get("max"),
+            discrete=bool(raw.get("discrete", False)),
         )
     if raw["kind"] == "categorical":
         return CategoricalProfile(
@@ -233,6 +236,7 @@ def profile_numeric(column: ColumnLike, *, bins: int = DEFAULT_SKETCH_BINS) -> N
         std=float(data.std()),
         min=float(data.min()),
         max=float(data.max()),
+        discrete=bool(np.unique(data).size == edges.size),
     )
 
 
@@ -274,17 +278,19 @@ def build_sample(
     """A seeded random sample of up to `rows` rows of the numeric `names`, standardised."""
     if len(names) < 2 or rows < 2:
         return None  # one column is already covered by its own univariate tests
-    matrix = np.column_stack([numeric_column(columns[n]).values for n in names])
-    if matrix.shape[0] < 2:
+    values = [numeric_column(columns[n]).values for n in names]
+    total = values[0].size
+    if total < 2:
         return None
-    mean = np.nanmean(np.where(np.isfinite(matrix), matrix, np.nan), axis=0)
-    scale = np.nanstd(np.where(np.isfinite(matrix), matrix, np.nan), axis=0)
-    mean = np.where(np.isfinite(mean), mean, 0.0)
+    # Moments column by column: stacking millions of rows into one matrix is not needed.
+    finite_values = [v[np.isfinite(v)] for v in values]
+    mean = np.array([v.mean() if v.size else 0.0 for v in finite_values])
+    scale = np.array([v.std() if v.size else 1.0 for v in finite_values])
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     rng = np.random.default_rng(seed)
-    picked = np.sort(rng.choice(matrix.shape[0], size=min(rows, matrix.shape[0]), replace=False))
+    picked = np.sort(rng.choice(total, size=min(rows, total), replace=False))
     sample = ReferenceSample(tuple(names), tuple(mean.tolist()), tuple(scale.tolist()), ())
-    standardised = np.round(sample.standardise(matrix[picked]), 6)
+    standardised = np.round(sample.standardise(np.column_stack([v[picked] for v in values])), 6)
     return ReferenceSample(
         sample.columns, sample.mean, sample.scale, tuple(map(tuple, standardised.tolist()))
     )
