@@ -42,7 +42,8 @@ def _assert_only_whole_versions(root: Path) -> int:
         assert not info.key.startswith(TMP_DIR), f"temp file visible: {info.key}"
         content = store.get(info.key).read()
         header, _, body = content.partition(b"\n")
-        size, digest = header.decode().split(":")
+        size, _, digest = header.decode(errors="replace").partition(":")
+        assert size.isdigit() and len(digest) == 64, f"{info.key}: torn, header {header[:80]!r}"
         assert len(body) == int(size), f"{info.key}: torn, {len(body)} of {size} bytes"
         assert hashlib.sha256(body).hexdigest() == digest, f"{info.key}: torn content"
         whole = hashlib.sha256(content).hexdigest()
