@@ -16,6 +16,7 @@ from replication_doubles import (
     target_objects,
 )
 
+from edgeloop.errors import ReplicationError
 from edgeloop.journal import SQLiteJournal
 from edgeloop.journal.base import JournalEntry
 from edgeloop.model.events import Event, EventType
@@ -276,3 +277,26 @@ def test_event_with_a_traversal_key_copies_nothing_and_fails(
     assert "refused object key" in failures[0][2]
     assert not (tmp_path / "outside.bin").exists()
     assert list(target.list()) == []
+
+
+def test_listing_pass_with_the_target_down_gives_up_after_the_outage_timeout(
+    tmp_path: Path,
+) -> None:
+    src = LocalStore(tmp_path / "src", fsync=False)
+    src.put("captures/a.bin", b"a")
+    target = FlakyStore(LocalStore(tmp_path / "dst"))
+    target.down.set()
+    rep = Replicator(
+        src,
+        target,
+        Ledger(tmp_path / "ledger.db"),
+        MemorySink(),
+        options=ReplicationOptions(backoff=FAST, outage_timeout=0.3),
+    )
+    with pytest.raises(ReplicationError, match="unreachable"):
+        rep.run_once()
+    assert target.refused >= 2  # retried with backoff before giving up
+    assert rep.ledger.watermark == ""  # the pass waits to resume where it stopped
+    target.down.clear()
+    assert rep.run_once().copied == 1
+    rep.close()

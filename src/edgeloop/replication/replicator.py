@@ -421,11 +421,8 @@ class Replicator:
         self._paused_until = 0.0
 
     def _wait_for_due(self, sleep: Callable[[float], None] = time.sleep) -> bool:
-        """In a single pass: sleep until the next retry is due; False when nothing is left
-        (or the outage lasted longer than `outage_timeout`)."""
-        wake = self.ledger.next_due_time()
-        if wake is None:
-            return False
+        """In a single pass: sleep until the next retry is due or a pause ends; False when
+        nothing is left to wait for. Raises when an outage outlasts `outage_timeout`."""
         now = time.time()
         if (
             self._outage_since is not None
@@ -436,8 +433,11 @@ class Replicator:
                 f"for over {self.options.outage_timeout:g}s; {self.backlog} objects wait in "
                 "the backlog on disk and the next run copies them"
             )
+        wake = self.ledger.next_due_time()
+        if wake is None and self._paused_until <= now:
+            return False
         self.reporter.status(self.snapshot())
-        sleep(max(0.0, max(wake, self._paused_until) - now))
+        sleep(max(0.0, max(wake or 0.0, self._paused_until) - now))
         return True
 
 
