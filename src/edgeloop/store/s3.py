@@ -38,7 +38,6 @@ _ENV_FALLBACKS: dict[str, tuple[str, ...]] = {
     "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
     "session_token": ("AWS_SESSION_TOKEN",),
 }
-_SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token"})
 _TUNING_OPTIONS = frozenset(
     {"allow_http", "virtual_hosted_style", "max_retries", "connect_timeout", "timeout"}
 )
