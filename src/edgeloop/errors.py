@@ -13,12 +13,17 @@ EdgeloopError
 │   ├── FleetNotFound           the site, deployment, rollout or token does not exist
 │   ├── FleetConflict           the request conflicts with the current state (409)
 │   └── SignatureInvalid        a desired-state document failed verification
+├── RegistryError               the model registry could not do what was asked
+│   ├── ModelNotFound           the model, version or alias does not exist
+│   └── VersionImmutable        a registered version cannot be changed
 ├── MonitoringError             drift or quality monitoring could not proceed
 │   ├── EmptySampleError        a statistic was asked about a sample with no values
 │   └── ProfileNotFound         no reference profile exists for the model version
 └── ServingError                the inference server could not do what was asked
     ├── PackageError            a model package is malformed, unsafe or cannot load
-    │   └── UntrustedModel      a package holds code-executing or non-allowlisted types
+    │   ├── UntrustedModel      a package holds code-executing or non-allowlisted types
+    │   ├── PackageVerificationFailed  signature, signer, file set or a hash does not verify
+    │   └── DowngradeRefused    the package is older than the version installed
     ├── InferenceRequestError   an inference request is invalid (carries an HTTP status)
     └── ServerOverloaded        the server is above capacity; retry after a pause
 """
@@ -84,6 +89,21 @@ class SignatureInvalid(FleetError):
     """A signed document did not verify against the trusted key; it must not be used."""
 
 
+class RegistryError(EdgeloopError):
+    """The model registry could not do what was asked."""
+
+
+class ModelNotFound(RegistryError, KeyError):
+    """The named model, version or alias is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "model not found"
+
+
+class VersionImmutable(RegistryError):
+    """A registered version's package and metadata never change; register a new version."""
+
+
 class MonitoringError(EdgeloopError):
     """Drift or live-quality monitoring could not proceed."""
 
@@ -106,6 +126,14 @@ class PackageError(ServingError):
 
 class UntrustedModel(PackageError):
     """A package holds pickle or types outside the allowlist; it is refused, signed or not."""
+
+
+class PackageVerificationFailed(PackageError):
+    """A package's signature, signer, file set or a file hash did not verify; never load it."""
+
+
+class DowngradeRefused(PackageError):
+    """The package's version is older than the one installed; pass the override to roll back."""
 
 
 class InferenceRequestError(ServingError):
