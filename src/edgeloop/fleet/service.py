@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 
 ACTIVE = (RolloutState.RUNNING.value, RolloutState.PAUSED.value)
 _UNKNOWN = object()
+_ACTION_EVENTS = {
+    "pause": "paused",
+    "resume": "resumed",
+    "abort": "aborted",
+    "rollback": "rolled_back",
+}
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -883,7 +889,7 @@ class FleetService:
         self._emit(
             [
                 self._event(
-                    f"rollout.{new_state.value if action != 'rollback' else 'rolled_back'}",
+                    f"rollout.{_ACTION_EVENTS[action]}",
                     rollout_id,
                     {"by": who.name, "reason": note},
                     f"{rollout_id}:{action}:{self.clock():.6f}",
