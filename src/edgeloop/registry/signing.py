@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edgeloop.errors import ConfigError, DowngradeRefused, PackageVerificationFailed
 from edgeloop.model.manifest import MANIFEST_NAME, SIGNATURE_NAME, ModelManifest
 
+SIGNING_KEY_NAME = "signing-key.pem"  # in the core site's state directory
 MAX_SIGNATURE_BYTES = 4 * 1024 * 1024
 HASH_ALGORITHM = "sha256"
 

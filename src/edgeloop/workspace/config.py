@@ -132,6 +132,23 @@ class MonitoringConfig(_Strict):
         return self.thresholds.merged(entry.thresholds).merged(entry.features.get(feature))
 
 
+class SigningConfig(_Strict):
+    """The key that signs model packages: its public half is here, in every site's config;
+    the private key stays in the core site's state directory."""
+
+    public_key: str = Field(description="PEM of the EC P-256 public key; set by `edgeloop init`")
+    private_key: str | None = Field(
+        default=None, description="core only: path of the private key (default state/<core>/)"
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _is_pem(cls, value: str) -> str:
+        if "-----BEGIN PUBLIC KEY-----" not in value:
+            raise ValueError("public_key must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        return value
+
+
 class WorkspaceConfig(_Strict):
     """The whole `edgeloop.yaml`."""
 
@@ -140,6 +157,7 @@ class WorkspaceConfig(_Strict):
     sites: list[SiteConfig] = Field(min_length=1)
     replication: list[ReplicationRule] = Field(default_factory=list)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    signing: SigningConfig | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self) -> WorkspaceConfig:

@@ -75,4 +75,16 @@ def dump_config(config: WorkspaceConfig) -> str:
     """The config as YAML, with aliases (`from`/`to`) and without unset defaults."""
     data = config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     data.setdefault("project", config.project)
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """A safe dumper that writes multi-line strings (PEM keys) as readable `|` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)

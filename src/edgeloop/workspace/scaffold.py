@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeloop.errors import ConfigError
-from edgeloop.workspace.config import ReplicationRule, SiteConfig, Tier, WorkspaceConfig
+from edgeloop.workspace.config import (
+    ReplicationRule,
+    SigningConfig,
+    SiteConfig,
+    Tier,
+    WorkspaceConfig,
+)
 from edgeloop.workspace.loader import CONFIG_NAME
 from edgeloop.workspace.workspace import Workspace
 
@@ -50,11 +56,34 @@ def init_workspace(
     name = project or _project_name(directory.name)
     workspace = Workspace(directory, default_config(name))
     directory.mkdir(parents=True, exist_ok=True)
-    workspace.save()
     for site in workspace.sites():
         workspace.store(site.name)  # creates the store directory
         workspace.state_dir(site.name)
+    workspace = _with_signing_key(workspace)
+    workspace.save()
     return workspace
+
+
+def _with_signing_key(workspace: Workspace) -> Workspace:
+    """Give the workspace its model signing key: the private key (0600) stays in the core's
+    state directory, the public key goes into edgeloop.yaml for every site to trust."""
+    from edgeloop.registry.signing import (
+        SIGNING_KEY_NAME,
+        generate_signing_key,
+        load_private_key,
+        public_key_pem,
+    )
+
+    core = next((s for s in workspace.sites() if s.tier == Tier.CORE), None)
+    if core is None:
+        return workspace
+    key_path = workspace.state_dir(core.name) / SIGNING_KEY_NAME
+    if key_path.exists():  # re-init with --force keeps the key, so signed models stay valid
+        public = public_key_pem(load_private_key(key_path))
+    else:
+        public = generate_signing_key(key_path)
+    config = workspace.config.model_copy(update={"signing": SigningConfig(public_key=public)})
+    return Workspace(workspace.root, config)
 
 
 def _project_name(raw: str) -> str:

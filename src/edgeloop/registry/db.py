@@ -1,0 +1,130 @@
+"""The registry's tables (SQLAlchemy 2.0): models, versions, aliases. SQLite by default,
+PostgreSQL through the same URL-configured engine."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from edgeloop.errors import ConfigError
+from edgeloop.model.events import utcnow
+
+
+class VersionState(StrEnum):
+    """Where a version is in its life. `pending` is a reserved number whose package is
+    being written; only `registered` versions may be served."""
+
+    PENDING = "pending"
+    REGISTERED = "registered"
+    ARCHIVED = "archived"
+    REVOKED = "revoked"
+
+
+# Allowed state changes; a revoked version never comes back.
+TRANSITIONS: dict[VersionState, frozenset[VersionState]] = {
+    VersionState.PENDING: frozenset({VersionState.REGISTERED}),
+    VersionState.REGISTERED: frozenset({VersionState.ARCHIVED, VersionState.REVOKED}),
+    VersionState.ARCHIVED: frozenset({VersionState.REGISTERED, VersionState.REVOKED}),
+    VersionState.REVOKED: frozenset(),
+}
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class ModelRow(Base):
+    """A registered model name."""
+
+    __tablename__ = "registry_models"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VersionRow(Base):
+    """One model version: its package location and digests, metrics, lineage and card.
+    Everything but `state` is written once, at registration."""
+
+    __tablename__ = "registry_versions"
+    __table_args__ = (
+        UniqueConstraint("model", "version", name="uq_registry_version"),
+        UniqueConstraint("model", "source_key", name="uq_registry_source_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(ForeignKey("registry_models.name"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=VersionState.PENDING.value)
+    source_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    prefix: Mapped[str] = mapped_column(String(300))
+    format: Mapped[str] = mapped_column(String(32))
+    runtime: Mapped[str] = mapped_column(String(32))
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)  # path -> sha256
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    signer: Mapped[str | None] = mapped_column(String(64), default=None)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    registered: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AliasRow(Base):
+    """A movable name (`champion`, `candidate`, user-defined) for one version of a model."""
+
+    __tablename__ = "registry_aliases"
+
+    model: Mapped[str] = mapped_column(ForeignKey("registry_models.name"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def database_url(url: str | Path) -> str:
+    """An SQLAlchemy URL from a path or URL; `postgresql://` uses the psycopg 3 driver."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    if "://" in text:
+        if text.startswith(("sqlite://", "postgresql+psycopg://")):
+            return text
+        raise ConfigError(
+            f"unsupported registry database URL {text!r}; use a path, sqlite:///path.db "
+            "or postgresql://user@host/db"
+        )
+    return f"sqlite:///{Path(text).absolute()}"
+
+
+def make_engine(url: str | Path) -> Engine:
+    """An engine on `url` with the registry tables created; SQLite gets WAL and a busy wait."""
+    full = database_url(url)
+    if full.startswith("sqlite:///") and full != "sqlite:///:memory:":
+        Path(full.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(full, future=True, pool_pre_ping=not full.startswith("sqlite"))
+    if full.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    Base.metadata.create_all(engine)
+    return engine
