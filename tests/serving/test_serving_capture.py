@@ -23,10 +23,14 @@ T0 = 1_790_000_000.0  # 2026-09-21 UTC
 
 def _record(i: int, model: str = "demo", t: float = T0) -> dict[str, Any]:
     return {
-        "request_id": f"r{i}", "time": t, "model": model, "version": 2,
+        "request_id": f"r{i}",
+        "time": t,
+        "model": model,
+        "version": 2,
         "inputs": {"input": np.array([[i, i + 0.5]], dtype=np.float32)},
-        "outputs": {"label": np.array([i % 2])}, "latency_ms": 1.5,
-    }  # fmt: skip
+        "outputs": {"label": np.array([i % 2])},
+        "latency_ms": 1.5,
+    }
 
 
 def _rows(store: ObjectStore, prefix: str = "") -> list[dict[str, Any]]:
@@ -38,8 +42,12 @@ def _rows(store: ObjectStore, prefix: str = "") -> list[dict[str, Any]]:
 
 
 def _config(tmp_path: Path, **overrides: Any) -> CaptureConfig:
-    values: dict[str, Any] = {"spool_dir": tmp_path / "spool", "site": "shop-1",
-                              "batch_seconds": 0.1, "retry_seconds": 0.05}  # fmt: skip
+    values: dict[str, Any] = {
+        "spool_dir": tmp_path / "spool",
+        "site": "shop-1",
+        "batch_seconds": 0.1,
+        "retry_seconds": 0.05,
+    }
     values.update(overrides)
     return CaptureConfig(**values)
 
@@ -53,8 +61,11 @@ def test_records_arrive_as_parquet_under_captures_and_labels(tmp_path: Path) -> 
     wait_for(lambda: len(_rows(store, "captures/")) == 10 and _rows(store, "labels/"))
     writer.close()
     keys = [info.key for info in store.list("")]
-    assert all(k.startswith(("captures/demo/shop-1/2026/09/21/", "labels/demo/shop-1/2026/09/21/"))
-               and k.endswith(".parquet") for k in keys)  # fmt: skip
+    assert all(
+        k.startswith(("captures/demo/shop-1/2026/09/21/", "labels/demo/shop-1/2026/09/21/"))
+        and k.endswith(".parquet")
+        for k in keys
+    )
     rows = sorted(_rows(store, "captures/"), key=lambda r: int(r["request_id"][1:]))
     assert [r["request_id"] for r in rows] == [f"r{i}" for i in range(10)]
     assert rows[4]["version"] == "2" and rows[4]["site"] == "shop-1"
@@ -66,8 +77,9 @@ def test_records_arrive_as_parquet_under_captures_and_labels(tmp_path: Path) -> 
 def test_crash_after_upload_before_delete_writes_the_same_key_and_bytes(tmp_path: Path) -> None:
     store = MemoryStore()
     spool = Spool(tmp_path / "spool")
-    spool.append([b'{"request_id":"a","time":%d,"model":"m","version":1,"inputs":[],'
-                  b'"outputs":[]}\n' % T0])  # fmt: skip
+    spool.append(
+        [b'{"request_id":"a","time":%d,"model":"m","version":1,"inputs":[],"outputs":[]}\n' % T0]
+    )
     spool.sync()
     segment = spool.seal()
     assert segment is not None
@@ -111,8 +123,9 @@ def test_full_spool_follows_its_policy_and_counts(tmp_path: Path, policy: FullPo
         def put(self, key: str, data: Any, *, expected_sha256: str | None = None) -> Any:
             raise StoreUnavailable("store is down")
 
-    config = _config(tmp_path, max_spool_bytes=2048, full_policy=policy, batch_records=2,
-                     sync_every=1)  # fmt: skip
+    config = _config(
+        tmp_path, max_spool_bytes=2048, full_policy=policy, batch_records=2, sync_every=1
+    )
     writer = CaptureWriter(config, DownStore(), metrics)
     for i in range(60):
         writer.offer(_record(i))
@@ -125,9 +138,7 @@ def test_full_spool_follows_its_policy_and_counts(tmp_path: Path, policy: FullPo
     )
     assert dropped > 0
     assert writer.spool.size_bytes() <= 2048
-    assert metrics.captured._value.get() + (
-        metrics.dropped.labels("spool_full")._value.get()
-    ) == 60
+    assert metrics.captured._value.get() + (metrics.dropped.labels("spool_full")._value.get()) == 60
 
 
 def test_store_outage_keeps_segments_then_drains(tmp_path: Path) -> None:

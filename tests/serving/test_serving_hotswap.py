@@ -75,8 +75,9 @@ def _swaps(server: ThreadServer, repo: Path, versions: range, load: Load) -> Non
         else:
             make_package(repo.parent / "staging", "demo", version, seed=version)
             (repo.parent / "staging" / "demo" / str(version)).rename(repo / "demo" / str(version))
-            response = httpx.post(f"{server.url}/v2/repository/models/demo/load",
-                                  headers=server.admin(), timeout=60)  # fmt: skip
+            response = httpx.post(
+                f"{server.url}/v2/repository/models/demo/load", headers=server.admin(), timeout=60
+            )
             assert response.status_code == 200, response.text
         wait_for(lambda v=version: _status(server)["active_version"] == v)
         before = load.served()
@@ -112,8 +113,11 @@ def test_a_bad_version_never_takes_traffic(config: ServeConfig, repo: Path, how:
         before = load.served()
         wait_for(lambda: load.served() > before + 20)
         # the failure is not retried on every scan, and the API reports it too
-        response = httpx.post(f"{server.url}/v2/repository/models/demo/load",
-                              headers=server.admin(), json={"parameters": {"version": 2}})  # fmt: skip
+        response = httpx.post(
+            f"{server.url}/v2/repository/models/demo/load",
+            headers=server.admin(),
+            json={"parameters": {"version": 2}},
+        )
         assert response.status_code == 400 and response.json()["error"]
         index = httpx.post(f"{server.url}/v2/repository/index", headers=server.admin()).json()
         assert {"name": "demo", "version": "1", "state": "READY", "reason": ""} in index

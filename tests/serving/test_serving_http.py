@@ -28,8 +28,9 @@ def test_tritonclient_reads_metadata_readiness_and_infers(server: ThreadServer) 
     wanted = [triton.InferRequestedOutput(n, binary_data=False) for n in ("label", "probabilities")]
     result = client.infer("demo", [tensor], outputs=wanted, request_id="t-1")
     np.testing.assert_array_equal(result.as_numpy("label"), forest().predict(x))
-    np.testing.assert_allclose(result.as_numpy("probabilities"), forest().predict_proba(x),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"), forest().predict_proba(x), atol=1e-5
+    )
     response = result.get_response()
     assert response["model_version"] == "1" and response["id"] == "t-1"
     with pytest.raises(triton.InferenceServerException, match="unknown model"):
@@ -49,25 +50,38 @@ def test_infer_answers_version_header_and_versioned_route(server: ThreadServer) 
     ("path", "content", "status"),
     [
         ("/v2/models/demo/infer", b"{oops", 400),
-        ("/v2/models/demo/infer", b'{"inputs": [{"name": "input", "shape": [1, 4], '
-                                  b'"datatype": "INT64", "data": [1, 2, 3, 4]}]}', 400),
-        ("/v2/models/demo/infer", b'{"inputs": [{"name": "input", "shape": [1, 3], '
-                                  b'"datatype": "FP32", "data": [1, 2, 3]}]}', 400),
+        (
+            "/v2/models/demo/infer",
+            b'{"inputs": [{"name": "input", "shape": [1, 4], '
+            b'"datatype": "INT64", "data": [1, 2, 3, 4]}]}',
+            400,
+        ),
+        (
+            "/v2/models/demo/infer",
+            b'{"inputs": [{"name": "input", "shape": [1, 3], '
+            b'"datatype": "FP32", "data": [1, 2, 3]}]}',
+            400,
+        ),
         ("/v2/models/demo/infer", b'{"inputs": []}', 400),
-        ("/v2/models/demo/infer", b'{"inputs": [{"name": "input", "shape": [1, 4], '
-                                  b'"datatype": "FP32", "data": [[[[1, 2, 3, 4]]]]}]}', 400),
+        (
+            "/v2/models/demo/infer",
+            b'{"inputs": [{"name": "input", "shape": [1, 4], '
+            b'"datatype": "FP32", "data": [[[[1, 2, 3, 4]]]]}]}',
+            400,
+        ),
         ("/v2/models/demo/infer", b"[" * 100_000 + b"]" * 100_000, 413),
         ("/v2/models/demo/infer", b'{"inputs":' + b"[" * 3000 + b"]" * 3000 + b"}", 400),
         ("/v2/models/nope/infer", b"{}", 404),
         ("/v2/models/demo/versions/x1/infer", b"{}", 400),
         ("/v2/nothing/here", b"{}", 404),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_get_4xx_with_an_error_body_and_the_server_stays_up(
     server: ThreadServer, path: str, content: bytes, status: int
 ) -> None:
-    response = httpx.post(server.url + path, content=content,
-                          headers={"content-type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        server.url + path, content=content, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status, response.text
     assert isinstance(response.json()["error"], str) and response.json()["error"]
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
@@ -113,7 +127,9 @@ def test_unload_and_load_through_the_api(server: ThreadServer) -> None:
     loaded = httpx.post(f"{base}/load", headers=server.admin(), json={"parameters": {"version": 1}})
     assert loaded.json() == {"name": "demo", "version": "1", "state": "READY"}
     assert httpx.post(f"{server.url}/v2/models/demo/infer", json=infer_body()).status_code == 200
-    missing = httpx.post(f"{base}/load", headers=server.admin(), json={"parameters": {"version": 9}})
+    missing = httpx.post(
+        f"{base}/load", headers=server.admin(), json={"parameters": {"version": 9}}
+    )
     assert missing.status_code == 400 and "version 9" in missing.json()["error"]
 
 
@@ -135,8 +151,10 @@ def test_captures_and_feedback_reach_the_store(config: ServeConfig, server: Thre
     for request_id in ids:
         response = httpx.post(f"{server.url}/v2/models/demo/infer", json=infer_body(1, request_id))
         assert response.json()["id"] == request_id
-    feedback = httpx.post(f"{server.url}/v2/models/demo/feedback",
-                          json={"labels": [{"request_id": i, "label": 1} for i in ids[:2]]})  # fmt: skip
+    feedback = httpx.post(
+        f"{server.url}/v2/models/demo/feedback",
+        json={"labels": [{"request_id": i, "label": 1} for i in ids[:2]]},
+    )
     assert feedback.json() == {"accepted": 2}
     bad = httpx.post(f"{server.url}/v2/models/demo/feedback", json={"label": 1})
     assert bad.status_code == 400
@@ -162,6 +180,7 @@ def test_body_limit_is_configurable(tmp_path: Path, repo: Path) -> None:
         assert httpx.post(f"{running.url}/v2/models/demo/infer", json=big).status_code == 413
         small = infer_body(rows=2)
         assert httpx.post(f"{running.url}/v2/models/demo/infer", json=small).status_code == 200
-        feedback = httpx.post(f"{running.url}/v2/models/demo/feedback",
-                              json={"request_id": "x", "label": 1})  # fmt: skip
+        feedback = httpx.post(
+            f"{running.url}/v2/models/demo/feedback", json={"request_id": "x", "label": 1}
+        )
         assert feedback.status_code == 503  # no capture store configured

@@ -55,13 +55,18 @@ def test_flat_and_nested_data_parse_to_the_same_array() -> None:
         (_body(data=[[1, 2, 3], [4, 5]]), 400, "does not fit datatype"),
         (_body(data=["a", "b", "c", "d", "e", "f"]), 400, "does not fit datatype"),
         (_body(shape=[10_000_000, 3]), 413, "elements"),
-        (orjson.dumps({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32"}]}), 400,
-         "no 'data'"),
+        (
+            orjson.dumps({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32"}]}),
+            400,
+            "no 'data'",
+        ),
         (orjson.dumps({"id": 5, "inputs": [{}]}), 400, "'id' must be a string"),
         (b"[" * 5000 + b"]" * 5000, 400, "not valid JSON"),
     ],
-)  # fmt: skip
-def test_bad_requests_are_refused_with_a_clear_status(body: bytes, status: int, message: str) -> None:
+)
+def test_bad_requests_are_refused_with_a_clear_status(
+    body: bytes, status: int, message: str
+) -> None:
     error = _error(body)
     assert error.status == status
     assert message in str(error)
@@ -80,26 +85,37 @@ def test_integer_and_bool_and_bytes_inputs_are_typed() -> None:
         TensorSpec(name="b", datatype=Datatype.BOOL, shape=[2]),
         TensorSpec(name="s", datatype=Datatype.BYTES, shape=[1]),
     ]
-    body = orjson.dumps({"inputs": [
-        {"name": "n", "shape": [2], "datatype": "INT32", "data": [1, 2]},
-        {"name": "b", "shape": [2], "datatype": "BOOL", "data": [True, False]},
-        {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["hi"]},
-    ]})  # fmt: skip
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "n", "shape": [2], "datatype": "INT32", "data": [1, 2]},
+                {"name": "b", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+                {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["hi"]},
+            ]
+        }
+    )
     request = parse_infer_request(body, specs)
     assert request.inputs["n"].dtype == np.int32 and request.inputs["b"].dtype == np.bool_
     assert request.inputs["s"].tolist() == ["hi"]
-    floats = orjson.dumps({"inputs": [{"name": "n", "shape": [2], "datatype": "INT32",
-                                       "data": [1.5, 2]}]})  # fmt: skip
+    floats = orjson.dumps(
+        {"inputs": [{"name": "n", "shape": [2], "datatype": "INT32", "data": [1.5, 2]}]}
+    )
     assert "does not fit datatype" in str(_error(floats, specs[:1]))
 
 
 def test_response_is_flat_typed_and_filters_outputs() -> None:
-    outputs = {"label": np.array([1, 0], dtype=np.int64),
-               "probabilities": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)}  # fmt: skip
+    outputs = {
+        "label": np.array([1, 0], dtype=np.int64),
+        "probabilities": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+    }
     doc = orjson.loads(encode_infer_response("m", 3, "r9", outputs))
     assert doc["model_version"] == "3" and doc["id"] == "r9"
-    assert doc["outputs"][1] == {"name": "probabilities", "datatype": "FP32", "shape": [2, 2],
-                                 "data": [0.25, 0.75, 0.5, 0.5]}  # fmt: skip
+    assert doc["outputs"][1] == {
+        "name": "probabilities",
+        "datatype": "FP32",
+        "shape": [2, 2],
+        "data": [0.25, 0.75, 0.5, 0.5],
+    }
     only = orjson.loads(encode_infer_response("m", 3, "r9", outputs, ("label",)))
     assert [o["name"] for o in only["outputs"]] == ["label"]
     with pytest.raises(InferenceRequestError, match="unknown outputs"):
@@ -107,8 +123,13 @@ def test_response_is_flat_typed_and_filters_outputs() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 5), st.just(3)),
-              elements=st.floats(-1e6, 1e6, width=32)))  # fmt: skip
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 5), st.just(3)),
+        elements=st.floats(-1e6, 1e6, width=32),
+    )
+)
 def test_encoded_tensors_parse_back_to_the_same_array(array: np.ndarray) -> None:
     encoded = orjson.loads(encode_infer_response("m", 1, "x", {"input": array}))["outputs"][0]
     parsed = parse_infer_request(orjson.dumps({"inputs": [encoded]}), SPECS)

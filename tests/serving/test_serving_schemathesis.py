@@ -21,8 +21,12 @@ schema = schemathesis.openapi.from_dict(openapi_document(__version__))
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
     root = tmp_path_factory.mktemp("schemathesis")
     make_package(root / "repo", "demo", 1)
-    config = ServeConfig(repository=root / "repo", state_dir=root / "state",
-                         capture_to=str(root / "store"), max_body_bytes=64 * 1024)  # fmt: skip
+    config = ServeConfig(
+        repository=root / "repo",
+        state_dir=root / "state",
+        capture_to=str(root / "store"),
+        max_body_bytes=64 * 1024,
+    )
     with serving(config) as running:
         yield running
 

@@ -16,11 +16,17 @@ from edgeloop.workspace.loader import CONFIG_NAME
 
 def serve(
     model_dirs: list[Path] = typer.Argument(
-        None, help="Model package directories to serve (each holds edgeloop-model.json).",
-        exists=True, file_okay=False, show_default=False,
+        None,
+        help="Model package directories to serve (each holds edgeloop-model.json).",
+        exists=True,
+        file_okay=False,
+        show_default=False,
     ),
     repository: Path | None = typer.Option(
-        None, "--repository", "-r", file_okay=False,
+        None,
+        "--repository",
+        "-r",
+        file_okay=False,
         help="Repository directory <model>/<version>/; each model serves its newest version and "
         "a new version directory renamed in is hot-swapped in.",
     ),
@@ -33,14 +39,18 @@ def serve(
         "granian", "--server", help="ASGI server: granian (measured faster) or uvicorn."
     ),
     site: str | None = typer.Option(
-        None, "--site", help="Site name; in a workspace, captures go to the site's store and "
+        None,
+        "--site",
+        help="Site name; in a workspace, captures go to the site's store and "
         "are journaled as object.created events.",
     ),
     workspace: Path | None = typer.Option(
         None, "--workspace", "-w", help="Workspace directory (default: $EDGELOOP_WORKSPACE or .)."
     ),
     capture_to: str | None = typer.Option(
-        None, "--capture-to", help="Store URL for captures (file://, s3://); default: the site's "
+        None,
+        "--capture-to",
+        help="Store URL for captures (file://, s3://); default: the site's "
         "store in a workspace, else capture is off.",
     ),
     capture_sample: float = typer.Option(
@@ -56,15 +66,20 @@ def serve(
         1024**3, "--spool-max-bytes", min=1024, help="Size limit of the on-disk capture spool."
     ),
     spool_full_policy: FullPolicy = typer.Option(
-        FullPolicy.DROP_NEW, "--spool-full-policy",
+        FullPolicy.DROP_NEW,
+        "--spool-full-policy",
         help="When the spool is full: drop-new keeps what is spooled, drop-oldest makes room.",
     ),
     state_dir: Path | None = typer.Option(
-        None, "--state-dir", help="Spool and token directory (default: the site's state dir in "
+        None,
+        "--state-dir",
+        help="Spool and token directory (default: the site's state dir in "
         "a workspace, else ./.edgeloop-serve).",
     ),
     token_file: Path | None = typer.Option(
-        None, "--token-file", help="Bearer token for the repository API (created 0600 when "
+        None,
+        "--token-file",
+        help="Bearer token for the repository API (created 0600 when "
         "missing; default: <state-dir>/serving-token).",
     ),
     max_body_bytes: int = typer.Option(
@@ -80,8 +95,9 @@ def serve(
     max_queue_rows: int = typer.Option(
         4096, "--max-queue-rows", min=1, help="Queued rows per model before answering 503."
     ),
-    intra_op_threads: int = typer.Option(1, "--intra-op-threads", min=1,
-                                         help="onnxruntime threads per model call."),
+    intra_op_threads: int = typer.Option(
+        1, "--intra-op-threads", min=1, help="onnxruntime threads per model call."
+    ),
     trust_type: list[str] = typer.Option(
         [], "--trust-type", help="Extra skops type to trust (repeatable); know what it runs."
     ),
@@ -109,7 +125,7 @@ def serve(
         config = ServeConfig(
             model_dirs=[p.absolute() for p in model_dirs or []],
             repository=repository.absolute() if repository else None,
-            host=host, port=port or 8080, workers=workers, server=server,  # type: ignore[arg-type]
+            host=host, port=port or 8080, workers=workers, server=server,
             site=site or "local", state_dir=state, token_file=token_file,
             capture_to=capture_to, journal_path=journal_path, capture_sample=capture_sample,
             capture_batch_records=capture_batch_records,

@@ -268,8 +268,10 @@ class ServingApp:
         now = time.time()
         records = []
         for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or (
-                "label" not in item
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("request_id"), str)
+                or ("label" not in item)
             ):
                 raise HTTPError(400, "each label needs a string 'request_id' and a 'label'")
             records.append({"kind": "label", "request_id": item["request_id"], "model": name,

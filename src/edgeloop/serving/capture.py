@@ -155,8 +155,9 @@ class CaptureWriter:
         lines = []
         for record in records:
             try:
-                lines.append(orjson.dumps(_spool_form(record), option=orjson.OPT_SERIALIZE_NUMPY)
-                             + b"\n")
+                lines.append(
+                    orjson.dumps(_spool_form(record), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+                )
             except (TypeError, ValueError) as exc:
                 log.warning("capture record not serializable, dropped: %s", exc)
                 self.metrics.dropped.labels("unserializable").inc()

@@ -17,28 +17,42 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "edgeloop_requests", "Inference requests by model and HTTP status", ["model", "status"],
+            "edgeloop_requests",
+            "Inference requests by model and HTTP status",
+            ["model", "status"],
             registry=r,
         )
         self.latency = Histogram(
-            "edgeloop_request_seconds", "Inference latency inside the server, by model",
-            ["model"], buckets=LATENCY_BUCKETS, registry=r,
+            "edgeloop_request_seconds",
+            "Inference latency inside the server, by model",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
-            "edgeloop_batch_rows", "Rows per model call (micro-batch size)", ["model"],
-            buckets=BATCH_BUCKETS, registry=r,
+            "edgeloop_batch_rows",
+            "Rows per model call (micro-batch size)",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
         )
         self.loaded = Gauge(
-            "edgeloop_model_loaded", "1 for each model version taking traffic",
-            ["model", "version"], registry=r,
+            "edgeloop_model_loaded",
+            "1 for each model version taking traffic",
+            ["model", "version"],
+            registry=r,
         )
         self.swaps = Counter(
-            "edgeloop_swaps", "Hot swaps by model and result (ok, failed)", ["model", "result"],
+            "edgeloop_swaps",
+            "Hot swaps by model and result (ok, failed)",
+            ["model", "result"],
             registry=r,
         )
         self.overloaded = Counter(
-            "edgeloop_overloaded", "Requests refused with 503 because the queue was full",
-            ["model"], registry=r,
+            "edgeloop_overloaded",
+            "Requests refused with 503 because the queue was full",
+            ["model"],
+            registry=r,
         )
         self.capture_queue = Gauge(
             "edgeloop_capture_queue_depth", "Capture records waiting for the spool", registry=r
@@ -53,11 +67,14 @@ class ServingMetrics:
             "edgeloop_capture_uploaded", "Records written to the store as Parquet", registry=r
         )
         self.dropped = Counter(
-            "edgeloop_capture_dropped", "Capture records dropped, by reason", ["reason"],
+            "edgeloop_capture_dropped",
+            "Capture records dropped, by reason",
+            ["reason"],
             registry=r,
         )
         self.upload_errors = Counter(
-            "edgeloop_capture_upload_errors", "Failed uploads of capture batches (retried)",
+            "edgeloop_capture_upload_errors",
+            "Failed uploads of capture batches (retried)",
             registry=r,
         )
 

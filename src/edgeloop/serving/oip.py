@@ -100,9 +100,8 @@ def _parse_tensor(raw: Any, specs: dict[str, TensorSpec]) -> tuple[np.ndarray, s
     if datatype != spec.datatype:
         raise bad(f"input {name!r}: datatype {datatype!r}, the model expects {spec.datatype}")
     shape = raw.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise bad(f"input {name!r}: 'shape' must be a list of non-negative integers")
     _check_shape(name, shape, spec.shape)
@@ -204,7 +203,9 @@ def check_outputs(outputs: dict[str, np.ndarray], specs: Sequence[TensorSpec], r
         array = outputs[spec.name]
         datatype = datatype_of(array)
         if datatype != spec.datatype:
-            raise ValueError(f"output {spec.name!r} is {datatype}, the manifest says {spec.datatype}")
+            raise ValueError(
+                f"output {spec.name!r} is {datatype}, the manifest says {spec.datatype}"
+            )
         shape = list(array.shape)
         if len(shape) != len(spec.shape) or any(
             want != -1 and got != want for got, want in zip(shape, spec.shape, strict=True)

@@ -33,7 +33,7 @@ NAME = {"name": "model_name", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN}}  # fmt: skip
 VERSION = {"name": "model_version", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}}  # fmt: skip
-ADMIN = [{"bearer": []}]
+ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _model_ops(versioned: bool) -> dict[str, dict[str, Any]]:
@@ -69,7 +69,8 @@ def _model_ops(versioned: bool) -> dict[str, dict[str, Any]]:
 def openapi_document(version: str) -> dict[str, Any]:
     """The document; the same for every server process of a version."""
     tensor = {
-        "type": "object", "required": ["name", "shape", "datatype", "data"],
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
         "properties": {
             "name": {"type": "string"},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
@@ -79,36 +80,55 @@ def openapi_document(version: str) -> dict[str, Any]:
         },
     }
     spec = {
-        "type": "object", "required": ["name", "datatype", "shape"],
-        "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
-                       "shape": {"type": "array", "items": {"type": "integer"}}},
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+        },
     }
     schemas: dict[str, Any] = {
-        "Error": {"type": "object", "required": ["error"],
-                  "properties": {"error": {"type": "string"}}},
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
         "Tensor": tensor,
         "TensorSpec": spec,
         "InferRequest": {
-            "type": "object", "required": ["inputs"],
+            "type": "object",
+            "required": ["inputs"],
             "properties": {
                 "id": {"type": "string"},
                 "parameters": {"type": "object"},
                 "inputs": {"type": "array", "minItems": 1, "items": _ref("Tensor")},
-                "outputs": {"type": "array", "items": {
-                    "type": "object", "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}}}},
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "parameters": {"type": "object"},
+                        },
+                    },
+                },
             },
         },
         "InferResponse": {
-            "type": "object", "required": ["model_name", "model_version", "id", "outputs"],
+            "type": "object",
+            "required": ["model_name", "model_version", "id", "outputs"],
             "properties": {
-                "model_name": {"type": "string"}, "model_version": {"type": "string"},
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
                 "id": {"type": "string"},
                 "outputs": {"type": "array", "items": _ref("Tensor")},
             },
         },
         "ModelMetadata": {
-            "type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"],
+            "type": "object",
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
             "properties": {
                 "name": {"type": "string"},
                 "versions": {"type": "array", "items": {"type": "string"}},
@@ -118,43 +138,95 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "parameters": {"type": "object"},
             },
         },
-        "ModelReady": {"type": "object", "required": ["name", "ready"],
-                       "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"},
-                                      "version": {"type": "string"}}},
-        "Live": {"type": "object", "required": ["live"],
-                 "properties": {"live": {"type": "boolean"}}},
-        "Ready": {"type": "object", "required": ["ready"],
-                  "properties": {"ready": {"type": "boolean"}}},
+        "ModelReady": {
+            "type": "object",
+            "required": ["name", "ready"],
+            "properties": {
+                "name": {"type": "string"},
+                "ready": {"type": "boolean"},
+                "version": {"type": "string"},
+            },
+        },
+        "Live": {
+            "type": "object",
+            "required": ["live"],
+            "properties": {"live": {"type": "boolean"}},
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["ready"],
+            "properties": {"ready": {"type": "boolean"}},
+        },
         "ServerMetadata": {
-            "type": "object", "required": ["name", "version", "extensions"],
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                           "extensions": {"type": "array", "items": {"type": "string"}}},
+            "type": "object",
+            "required": ["name", "version", "extensions"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "extensions": {"type": "array", "items": {"type": "string"}},
+            },
         },
         "Feedback": {
             "type": "object",
             "properties": {
-                "request_id": {"type": "string"}, "label": {},
-                "labels": {"type": "array", "items": {
-                    "type": "object", "required": ["request_id", "label"],
-                    "properties": {"request_id": {"type": "string"}, "label": {}}}},
+                "request_id": {"type": "string"},
+                "label": {},
+                "labels": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["request_id", "label"],
+                        "properties": {"request_id": {"type": "string"}, "label": {}},
+                    },
+                },
             },
         },
-        "FeedbackAccepted": {"type": "object", "required": ["accepted"],
-                             "properties": {"accepted": {"type": "integer"}}},
-        "RepositoryIndex": {"type": "array", "items": {
-            "type": "object", "required": ["name", "version", "state"],
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                           "state": {"type": "string", "enum": ["READY", "UNAVAILABLE"]},
-                           "reason": {"type": "string"}}}},
-        "LoadRequest": {"type": "object", "properties": {"parameters": {
-            "type": "object", "properties": {"version": {"type": "integer", "minimum": 1}}}}},
-        "LoadResult": {"type": "object", "required": ["name", "state"],
-                       "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                                      "state": {"type": "string"}}},
-        "Status": {"type": "object", "required": ["site", "models"],
-                   "properties": {"site": {"type": "string"}, "started": {"type": "number"},
-                                  "models": {"type": "object"},
-                                  "capture": {"type": "object", "nullable": True}}},
+        "FeedbackAccepted": {
+            "type": "object",
+            "required": ["accepted"],
+            "properties": {"accepted": {"type": "integer"}},
+        },
+        "RepositoryIndex": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "version", "state"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "state": {"type": "string", "enum": ["READY", "UNAVAILABLE"]},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+        "LoadRequest": {
+            "type": "object",
+            "properties": {
+                "parameters": {
+                    "type": "object",
+                    "properties": {"version": {"type": "integer", "minimum": 1}},
+                }
+            },
+        },
+        "LoadResult": {
+            "type": "object",
+            "required": ["name", "state"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "state": {"type": "string"},
+            },
+        },
+        "Status": {
+            "type": "object",
+            "required": ["site", "models"],
+            "properties": {
+                "site": {"type": "string"},
+                "started": {"type": "number"},
+                "models": {"type": "object"},
+                "capture": {"type": "object", "nullable": True},
+            },
+        },
     }
     paths: dict[str, Any] = {
         "/v2/health/live": {"get": {

@@ -78,7 +78,7 @@ def package_estimator(
         )
         (work / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         _fsync_tree(work)
-        os.rename(work, out_dir)  # the version appears whole or not at all
+        work.rename(out_dir)  # the version appears whole or not at all
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

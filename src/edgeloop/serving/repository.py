@@ -64,9 +64,7 @@ def ensure_token(path: Path) -> tuple[str, bool]:
     """
     if path.exists():
         if path.stat().st_mode & 0o077:
-            raise ConfigError(
-                f"{path}: token file is readable by others; run `chmod 600 {path}`"
-            )
+            raise ConfigError(f"{path}: token file is readable by others; run `chmod 600 {path}`")
         token = path.read_text(encoding="utf-8").strip()
         if len(token) < 16:
             raise ConfigError(f"{path}: token is shorter than 16 characters; use a longer one")

@@ -31,7 +31,11 @@ class ModelVersion:
     """One loaded version: manifest, runtime, its batcher, and how many requests use it."""
 
     def __init__(
-        self, manifest: ModelManifest, runtime: ModelRuntime, path: Path, batching: BatchingConfig,
+        self,
+        manifest: ModelManifest,
+        runtime: ModelRuntime,
+        path: Path,
+        batching: BatchingConfig,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.manifest = manifest
@@ -40,7 +44,9 @@ class ModelVersion:
         self.in_flight = 0
         self.loaded_at = time.time()
         batchable = all(spec.shape and spec.shape[0] == -1 for spec in manifest.inputs)
-        self.batcher = MicroBatcher(runtime.predict, batching, batchable=batchable, on_batch=on_batch)
+        self.batcher = MicroBatcher(
+            runtime.predict, batching, batchable=batchable, on_batch=on_batch
+        )
 
     @property
     def version(self) -> int:

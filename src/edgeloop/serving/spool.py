@@ -61,7 +61,7 @@ class Spool:
         if self._file is None:
             self._seq += 1
             self._path = self.dir / f"{self.run_id}-{self._seq:08d}{OPEN_SUFFIX}"
-            self._file = open(self._path, "ab")
+            self._file = open(self._path, "ab")  # noqa: SIM115 - held open across appends
             self.opened_at = time.monotonic()
             self.open_records = 0
         self._file.write(b"".join(lines))
@@ -109,7 +109,7 @@ def read_lines(path: Path) -> Iterator[bytes]:
 
 def _claim_slot(root: Path) -> tuple[Path, IO[bytes]]:
     for index in range(MAX_SLOTS):
-        lock = open(root / f"w{index}.lock", "ab")
+        lock = open(root / f"w{index}.lock", "ab")  # noqa: SIM115 - the lock lives with us
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -83,7 +82,7 @@ def infer_body(rows: int = 1, request_id: str | None = None, seed: int = 1) -> d
     return body
 
 
-class Doubler(BaseEstimator, TransformerMixin):  # type: ignore[misc]
+class Doubler(BaseEstimator, TransformerMixin):
     """A custom transformer: skops must not trust its type."""
 
     def fit(self, x: Any, y: Any = None) -> Doubler:
@@ -108,7 +107,11 @@ class ThreadServer:
         self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
                 access_log=False,
             )
         )

@@ -38,7 +38,7 @@ class OnnxRuntime:
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, inputs)
-        return dict(zip(self.output_names, values, strict=True))  # type: ignore[arg-type]
+        return dict(zip(self.output_names, values, strict=True))
 
     def close(self) -> None:
         del self.session
