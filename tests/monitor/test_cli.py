@@ -116,3 +116,12 @@ def test_clear_errors_without_profile_or_captures(workspace_dir: Path) -> None:
     assert "x.parquet" in result.output and "Traceback" not in result.output
     bad = runner.invoke(app, ["drift", "report", "--model", "churn", "--window", "soon", *w])
     assert bad.exit_code == 1 and "bad duration" in bad.output
+
+
+def test_model_and_site_names_cannot_escape_the_store(workspace_dir: Path) -> None:
+    w = ["--workspace", str(workspace_dir)]
+    for args in (["--model", "../../etc"], ["--model", "churn", "--site", "../edge-a"]):
+        result = runner.invoke(app, ["drift", "report", *args, "--end", "2026-11-24T11:00Z", *w])
+        assert result.exit_code == 1, result.output
+        assert "error" in result.output and "Traceback" not in result.output
+    assert not (workspace_dir.parent / "etc").exists()
