@@ -92,20 +92,20 @@ class DesiredNotifier:
         for waiter in waiters:
             loop.call_soon_threadsafe(waiter.set)
 
-    async def wait(self, project: str, site: str, timeout: float) -> None:
+    def subscribe(self, project: str, site: str) -> asyncio.Event:
+        """Register interest before reading the state, so no change can slip in between."""
         self._loop = asyncio.get_running_loop()
         waiter = asyncio.Event()
+        with self._lock:
+            self._waiters.setdefault((project, site), set()).add(waiter)
+        return waiter
+
+    def unsubscribe(self, project: str, site: str, waiter: asyncio.Event) -> None:
         key = (project, site)
         with self._lock:
-            self._waiters.setdefault(key, set()).add(waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout)
-        finally:
-            with self._lock:
-                self._waiters[key].discard(waiter)
-                if not self._waiters[key]:
-                    del self._waiters[key]
+            self._waiters[key].discard(waiter)
+            if not self._waiters[key]:
+                del self._waiters[key]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -419,12 +419,19 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
         known = request.headers.get("if-none-match")
         deadline = anyio.current_time() + min(wait, settings.long_poll_max)
         while True:
-            row = await anyio.to_thread.run_sync(service.get_desired, who, site)
-            etag = row["etag"] if row else None
-            remaining = deadline - anyio.current_time()
-            if etag != known or remaining <= 0:
-                break
-            await notifier.wait(who.project, site, min(remaining, settings.long_poll_recheck))
+            waiter = notifier.subscribe(who.project, site)
+            try:
+                row = await anyio.to_thread.run_sync(service.get_desired, who, site)
+                etag = row["etag"] if row else None
+                remaining = deadline - anyio.current_time()
+                if etag != known or remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        waiter.wait(), min(remaining, settings.long_poll_recheck)
+                    )
+            finally:
+                notifier.unsubscribe(who.project, site, waiter)
         if row is None:
             return _error(404, f"site {site} has no desired state yet (no deployment selects it)")
         if etag == known:
