@@ -27,9 +27,11 @@ from edgeloop.model.events import utcnow
 
 class VersionState(StrEnum):
     """Where a version is in its life. `pending` is a reserved number whose package is
-    being written; only `registered` versions may be served."""
+    being written, `failed` one whose registration did not finish (never reused); only
+    `registered` versions may be served."""
 
     PENDING = "pending"
+    FAILED = "failed"
     REGISTERED = "registered"
     ARCHIVED = "archived"
     REVOKED = "revoked"
@@ -37,7 +39,8 @@ class VersionState(StrEnum):
 
 # Allowed state changes; a revoked version never comes back.
 TRANSITIONS: dict[VersionState, frozenset[VersionState]] = {
-    VersionState.PENDING: frozenset({VersionState.REGISTERED}),
+    VersionState.PENDING: frozenset({VersionState.REGISTERED, VersionState.FAILED}),
+    VersionState.FAILED: frozenset(),
     VersionState.REGISTERED: frozenset({VersionState.ARCHIVED, VersionState.REVOKED}),
     VersionState.ARCHIVED: frozenset({VersionState.REGISTERED, VersionState.REVOKED}),
     VersionState.REVOKED: frozenset(),

@@ -10,6 +10,7 @@ extra, missing or renamed), each with its signed SHA-256, signed by the trusted 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import stat
 import tempfile
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives import serialization
@@ -28,7 +29,7 @@ from edgeloop.model.manifest import MANIFEST_NAME, SIGNATURE_NAME, ModelManifest
 
 SIGNING_KEY_NAME = "signing-key.pem"  # in the core site's state directory
 MAX_SIGNATURE_BYTES = 4 * 1024 * 1024
-HASH_ALGORITHM = "sha256"
+HASH_ALGORITHM: Literal["sha256"] = "sha256"
 
 
 # -- keys ----------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def sign_package(package_dir: Path, private_key: Path) -> Path:
         signing.Config().set_hashing_config(_hashing_config()).use_elliptic_key_signer(
             private_key=private_key
         ).sign(root, tmp)
-        os.replace(tmp, target)
+        tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -171,9 +172,10 @@ def verify_package(
     present = package_files(root)
     signature = root / SIGNATURE_NAME
     signature_bytes = _read_signature(root, signature)
-    with _private_copy(signature_bytes, ".sig") as sig_copy, _private_copy(
-        public_key.encode(), ".pem"
-    ) as key_copy:
+    with (
+        _private_copy(signature_bytes, ".sig") as sig_copy,
+        _private_copy(public_key.encode(), ".pem") as key_copy,
+    ):
         load_public_key(public_key)
         signed = _check_signature(root, sig_copy, key_copy)
     # The library ignores nothing but model.sig with our hashing config; this second,
@@ -222,9 +224,13 @@ def signed_files(signature: bytes) -> dict[str, str]:
         envelope = bundle["dsseEnvelope"]
         statement = orjson.loads(base64.b64decode(envelope["payload"]))
         resources = statement["predicate"]["resources"]
+        if any(r.get("algorithm", HASH_ALGORITHM) != HASH_ALGORITHM for r in resources):
+            raise ValueError(f"a file is hashed with something other than {HASH_ALGORITHM}")
         return {str(r["name"]): str(r["digest"]) for r in resources}
     except (ValueError, KeyError, TypeError) as exc:
-        raise PackageVerificationFailed(f"signature bundle has an unexpected shape: {exc}") from None
+        raise PackageVerificationFailed(
+            f"signature bundle has an unexpected shape: {exc}"
+        ) from None
 
 
 def _package_root(path: Path) -> Path:
@@ -258,16 +264,39 @@ def _check_signature(root: Path, signature: Path, public_key: Path) -> dict[str,
         config.verify(root, signature)
     except Exception as exc:  # the library raises ValueError, protobuf and JSON errors alike
         raise PackageVerificationFailed(
-            f"{root}: {_explain(exc)}; the package is rejected, do not load it"
+            f"{root}: {_explain(root, signature, exc)}; the package is rejected, do not load it"
         ) from None
     return signed_files(signature.read_bytes())
 
 
-def _explain(exc: Exception) -> str:
+def _explain(root: Path, signature: Path, exc: Exception) -> str:
+    """A readable reason for a failed verification (the decision is already made)."""
     text = str(exc).strip() or type(exc).__name__
-    if "Key mismatch" in text or "signature" in text.lower() and "verif" in text.lower():
-        return f"signature does not verify with the trusted key ({text})"
-    return text
+    lowered = text.lower()
+    if "key mismatch" in lowered:
+        return "signed by a different key than the trusted one"
+    if not lowered.startswith("signature mismatch"):
+        return f"the signature does not verify ({text})"
+    try:  # the envelope verified, so its file list is authentic: name what differs
+        signed = signed_files(signature.read_bytes())
+    except PackageVerificationFailed:
+        return text
+    present = package_files(root)
+    reasons = [f"{rel}: not signed (extra file)" for rel in sorted(present - signed.keys())]
+    reasons += [f"{rel}: signed but missing" for rel in sorted(signed.keys() - present)]
+    for rel in sorted(present & signed.keys()):
+        if sha256_file(root / rel) != signed[rel]:
+            reasons.append(f"{rel}: SHA-256 differs from the signed one")
+    return "; ".join(reasons) or text
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of the file at `path`, read in chunks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _read_manifest(root: Path) -> ModelManifest:

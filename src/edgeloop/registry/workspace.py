@@ -1,0 +1,58 @@
+"""Open the registry of a workspace: the core site's store, journal, database and keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeloop.errors import ConfigError
+from edgeloop.journal.base import JournalSink
+from edgeloop.registry.registry import Registry
+from edgeloop.registry.signing import SIGNING_KEY_NAME, load_public_key
+from edgeloop.workspace.config import SiteConfig, Tier
+from edgeloop.workspace.workspace import Workspace
+
+DATABASE_NAME = "registry.db"
+
+
+def core_site(workspace: Workspace) -> SiteConfig:
+    """The workspace's core site (the first one with tier `core`)."""
+    for site in workspace.sites(Tier.CORE):
+        return site
+    raise ConfigError(f"{workspace.config_path}: no site with tier core; the registry lives there")
+
+
+def trusted_public_key(workspace: Workspace) -> str:
+    """The model signing public key every site of the workspace trusts."""
+    signing = workspace.config.signing
+    if signing is None:
+        raise ConfigError(
+            f"{workspace.config_path}: no `signing.public_key`; `edgeloop init` writes one "
+            "(copy it from the core's edgeloop.yaml)"
+        )
+    load_public_key(signing.public_key)
+    return signing.public_key
+
+
+def signing_key_path(workspace: Workspace) -> Path:
+    """Where the core keeps its model signing private key."""
+    signing = workspace.config.signing
+    if signing is not None and signing.private_key:
+        path = Path(signing.private_key)
+        return path if path.is_absolute() else workspace.root / path
+    return workspace.state_dir(core_site(workspace).name) / SIGNING_KEY_NAME
+
+
+def open_registry(workspace: Workspace, database: str | None = None) -> Registry:
+    """The registry of `workspace`: SQLite in the core's state dir unless `database` names
+    another (e.g. postgresql://...); events go to the core's journal."""
+    core = core_site(workspace)
+    url = database or str(workspace.state_dir(core.name) / DATABASE_NAME)
+    key = signing_key_path(workspace)
+    return Registry(
+        url,
+        workspace.store(core.name),
+        public_key=trusted_public_key(workspace),
+        signing_key=key if key.exists() else None,
+        events=JournalSink(workspace.journal(core.name)),
+        site=core.name,
+    )
