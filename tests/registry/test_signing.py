@@ -158,19 +158,21 @@ TAMPERS: dict[str, Callable[..., Callable[[Path, Path], None]]] = {
     "flipped byte in model file": lambda k, o: lambda p, t: flip_byte(p / "model.onnx"),
     "flipped last byte of model file": lambda k, o: lambda p, t: flip_byte(p / "model.onnx", -1),
     "flipped byte in manifest": lambda k, o: lambda p, t: flip_byte(p / MANIFEST_NAME),
-    "manifest version bumped": lambda k, o: lambda p, t: (p / MANIFEST_NAME).write_text(
-        (p / MANIFEST_NAME).read_text().replace('"version": 1', '"version": 9')
+    "manifest version bumped": lambda k, o: (
+        lambda p, t: (p / MANIFEST_NAME).write_text(
+            (p / MANIFEST_NAME).read_text().replace('"version": 1', '"version": 9')
+        )
     ),
     "extra file": lambda k, o: lambda p, t: (p / "notes.txt").write_text("hello"),
-    "extra file in a subdirectory": lambda k, o: lambda p, t: (
-        (p / "extra").mkdir(), (p / "extra" / "weights.onnx").write_bytes(b"x")
+    "extra file in a subdirectory": lambda k, o: (
+        lambda p, t: ((p / "extra").mkdir(), (p / "extra" / "weights.onnx").write_bytes(b"x"))
     ),
     "extra .gitignore": lambda k, o: lambda p, t: (p / ".gitignore").write_text("*"),
     "missing model file": lambda k, o: lambda p, t: (p / "model.onnx").unlink(),
     "missing manifest": lambda k, o: lambda p, t: (p / MANIFEST_NAME).unlink(),
     "renamed model file": lambda k, o: lambda p, t: (p / "model.onnx").rename(p / "m.onnx"),
-    "symlink to a file inside": lambda k, o: lambda p, t: (p / "alias.onnx").symlink_to(
-        p / "model.onnx"
+    "symlink to a file inside": lambda k, o: (
+        lambda p, t: (p / "alias.onnx").symlink_to(p / "model.onnx")
     ),
     "model file is a symlink outside": lambda k, o: _symlink_outside,
     "symlinked directory": lambda k, o: lambda p, t: (p / "dir").symlink_to(t),
@@ -183,8 +185,11 @@ TAMPERS: dict[str, Callable[..., Callable[[Path, Path], None]]] = {
     "signed digest rewritten to match tampered model": lambda k, o: _edit_signed_digest,
     "signature of another version": lambda k, o: _signature_from_other_version(k),
     "manifest of another signed version": lambda k, o: _manifest_from_other_version(k),
-    "signature file is a symlink": lambda k, o: lambda p, t: (
-        shutil.move(p / SIGNATURE_NAME, t / "sig"), (p / SIGNATURE_NAME).symlink_to(t / "sig")
+    "signature file is a symlink": lambda k, o: (
+        lambda p, t: (
+            shutil.move(p / SIGNATURE_NAME, t / "sig"),
+            (p / SIGNATURE_NAME).symlink_to(t / "sig"),
+        )
     ),
 }
 
@@ -250,8 +255,9 @@ def test_downgrade_is_refused_before_the_model_is_loaded(
     assert open_verified(older, keys.public, spy.loader, installed_version=3).manifest.version == 3
 
 
-def test_untampered_package_reaches_the_loader_once(signed: Path, keys: KeyPair,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_untampered_package_reaches_the_loader_once(
+    signed: Path, keys: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spy = DeserializationSpy(monkeypatch)
     verified = open_verified(signed, keys.public, spy.loader)
     assert spy.calls == ["manifest", "loader"]
