@@ -332,3 +332,17 @@ def test_fast_edge_index_equals_binary_search(draw: object) -> None:
     edges = quantile_edges(reference, 1000)
     for side in ("left", "right"):
         assert np.array_equal(edge_index(window, edges, side), np.searchsorted(edges, window, side))
+
+
+@given(x=samples, bins=st.integers(1, 40))
+@settings(max_examples=60)
+def test_one_sort_sketch_matches_numpy_quantiles_and_binning(x: np.ndarray, bins: int) -> None:
+    from edgeloop.monitor.stats import sketch
+
+    edges, counts, discrete = sketch(x, bins)
+    if discrete:
+        assert np.array_equal(edges, np.unique(x))
+    else:
+        expected = np.quantile(x, np.linspace(0, 1, bins + 1), method="inverted_cdf")
+        assert np.array_equal(edges, np.unique(expected))
+    assert np.array_equal(counts, bin_counts(x, edges))

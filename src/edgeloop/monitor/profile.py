@@ -25,7 +25,7 @@ from edgeloop.monitor.columns import (
     infer_kind,
     numeric_column,
 )
-from edgeloop.monitor.stats import DEFAULT_SKETCH_BINS, bin_counts, quantile_edges
+from edgeloop.monitor.stats import DEFAULT_SKETCH_BINS, sketch
 
 PROFILE_FORMAT = "edgeloop.profile/v1"
 DEFAULT_MAX_CATEGORIES = 50
@@ -225,8 +225,7 @@ def profile_numeric(column: ColumnLike, *, bins: int = DEFAULT_SKETCH_BINS) -> N
     missing = parsed.missing + parsed.invalid
     if data.size == 0:
         return NumericProfile(parsed.rows, missing, (), (0,), None, None, None, None)
-    edges = quantile_edges(data, bins)
-    counts = bin_counts(data, edges)
+    edges, counts, discrete = sketch(data, bins)
     return NumericProfile(
         rows=parsed.rows,
         missing=missing,
@@ -236,7 +235,7 @@ def profile_numeric(column: ColumnLike, *, bins: int = DEFAULT_SKETCH_BINS) -> N
         std=float(data.std()),
         min=float(data.min()),
         max=float(data.max()),
-        discrete=bool(np.unique(data).size == edges.size),
+        discrete=discrete,
     )
 
 

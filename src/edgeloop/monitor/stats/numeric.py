@@ -9,7 +9,7 @@ bin values > edges[-1]; the reference itself never lands in the last bin.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -28,18 +28,39 @@ def finite(values: ArrayLike) -> NDArray[np.float64]:
     return arr if keep.all() else arr[keep]  # already clean: no 8-bytes-a-row copy
 
 
-def quantile_edges(values: ArrayLike, bins: int = DEFAULT_SKETCH_BINS) -> NDArray[np.float64]:
-    """Up to `bins + 1` distinct quantiles of `values`, min and max included."""
-    data = finite(values)
+class Sketch(NamedTuple):
+    """Bin edges, the counts in the `len(edges) + 1` bins, and whether every value is an edge."""
+
+    edges: NDArray[np.float64]
+    counts: NDArray[np.int64]
+    discrete: bool
+
+
+def sketch(values: ArrayLike, bins: int = DEFAULT_SKETCH_BINS) -> Sketch:
+    """Edges (up to `bins + 1` distinct quantiles) and the counts of `values` in their bins,
+    from one sort. With at most `bins + 1` distinct values, every value is an edge."""
+    data = np.sort(finite(values))
     if data.size == 0:
         raise EmptySampleError("cannot sketch a feature with no finite values")
     if bins < 1:
         raise ValueError("a sketch needs at least one bin")
-    distinct = np.unique(data)
-    if distinct.size <= bins + 1:
-        return distinct  # discrete data: every value is an edge, so the sketch is exact
-    edges = np.quantile(data, np.linspace(0.0, 1.0, bins + 1), method="inverted_cdf")
-    return np.unique(edges)
+    new_value = np.concatenate([[True], data[1:] != data[:-1]])
+    discrete = int(new_value.sum()) <= bins + 1
+    if discrete:
+        edges = data[new_value]
+    else:
+        # Quantiles by the inverted empirical CDF: the value at rank ceil(p * n).
+        ranks = np.ceil(np.linspace(0.0, 1.0, bins + 1) * data.size).astype(np.int64) - 1
+        edges = np.unique(data[np.clip(ranks, 0, data.size - 1)])
+    # Counts of (edges[i-1], edges[i]] are differences of "how many values <= edge".
+    at_or_below = np.searchsorted(data, edges, side="right")
+    counts = np.diff(np.concatenate([[0], at_or_below, [data.size]]))
+    return Sketch(edges, counts.astype(np.int64), discrete)
+
+
+def quantile_edges(values: ArrayLike, bins: int = DEFAULT_SKETCH_BINS) -> NDArray[np.float64]:
+    """Up to `bins + 1` distinct quantiles of `values`, min and max included."""
+    return sketch(values, bins).edges
 
 
 def bin_counts_open(values: ArrayLike, edges: NDArray[np.float64]) -> NDArray[np.int64]:
