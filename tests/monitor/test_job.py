@@ -184,3 +184,21 @@ def test_sites_are_discovered_from_keys(store: ObjectStore, rng: np.random.Gener
         put_parquet(store, f"captures/churn/{site}/2026/11/25/y.parquet", table)
     put_parquet(store, "captures/other/edge-q/2026/11/24/x.parquet", capture_table(rng, "q", 5))
     assert discover_sites(store, "churn") == ["edge-a", "edge-a-2", "edge-b", "z9"]
+
+
+def test_batches_that_disagree_on_types_are_combined_not_refused() -> None:
+    import pyarrow as pa
+
+    from edgeloop.monitor.captures import combine_batches
+
+    times = pa.array([T0, T0], pa.timestamp("us", tz="UTC"))
+    first = pa.table({"time": times, "x": pa.array([1, 2]), "tag": pa.array(["a", "b"])})
+    second = pa.table({"time": times, "x": pa.array([0.5, None]), "tag": pa.array([1, 2])})
+    third = pa.table({"time": times, "prediction": pa.array(["1", "0"])})
+    data = combine_batches([first, second, third])
+    assert data.rows == 6
+    assert data.features["x"].type == pa.float64()
+    assert data.features["x"].to_pylist() == [1.0, 2.0, 0.5, None, None, None]
+    assert data.features["tag"].to_pylist() == ["a", "b", "1", "2", None, None]
+    assert data.predictions is not None
+    assert data.predictions.to_pylist() == [None, None, None, None, "1", "0"]

@@ -198,11 +198,19 @@ def _stack(parts: list[pa.Array | None], lengths: list[int]) -> pa.ChunkedArray:
     """Concatenate per-batch columns; a batch without the column contributes nulls, and
     batches that disagree on the type are combined as text (the drift job then reports it)."""
     types = {p.type for p in parts if p is not None}
-    common = types.pop() if len(types) == 1 else pa.string()
+    numbers = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
+    if len(types) == 1:
+        common = types.pop()
+    elif types and numbers:
+        common = pa.float64()  # 3 in one batch and 3.5 in the next are both numbers
+    else:
+        common = pa.string()
     chunks = []
     for part, length in zip(parts, lengths, strict=True):
         if part is None:
             chunks.append(pa.nulls(length, type=common))
+        elif part.type != common and numbers:
+            chunks.append(part.cast(common))
         elif part.type != common:
             chunks.append(_array([None if v is None else str(v) for v in part.to_pylist()]))
         else:
