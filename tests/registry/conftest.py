@@ -69,8 +69,9 @@ def store(tmp_path: Path) -> LocalStore:
 
 
 @pytest.fixture
-def registry(database: str, store: LocalStore, keys: KeyPair, journal: SQLiteJournal
-             ) -> Iterator[Registry]:  # fmt: skip
+def registry(
+    database: str, store: LocalStore, keys: KeyPair, journal: SQLiteJournal
+) -> Iterator[Registry]:
     reg = Registry(database, store, public_key=keys.public, signing_key=keys.private,
                    events=JournalSink(journal))  # fmt: skip
     yield reg

@@ -58,8 +58,9 @@ def test_signature_is_an_openssf_model_signing_bundle(signed: Path) -> None:
     assert all(r["algorithm"] == "sha256" for r in resources.values())
 
 
-def test_the_model_signing_library_verifies_our_signature(signed: Path, tmp_path: Path,
-                                                          keys: KeyPair) -> None:  # fmt: skip
+def test_the_model_signing_library_verifies_our_signature(
+    signed: Path, tmp_path: Path, keys: KeyPair
+) -> None:
     # Interoperability: the library's own API, with its own defaults, accepts the package.
     from model_signing import verifying
 
@@ -225,9 +226,13 @@ class DeserializationSpy:
 
 @pytest.mark.parametrize("variant", sorted(TAMPERS))
 def test_tampered_package_is_rejected_before_deserialization(
-    variant: str, signed: Path, keys: KeyPair, other_keys: KeyPair, tmp_path: Path,
+    variant: str,
+    signed: Path,
+    keys: KeyPair,
+    other_keys: KeyPair,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     TAMPERS[variant](keys, other_keys)(signed, scratch)
@@ -290,8 +295,9 @@ def test_unreadable_directory_entries_are_not_followed(signed: Path, keys: KeyPa
         verify_package(signed, keys.public)
 
 
-def test_package_dir_that_is_a_symlink_is_refused(signed: Path, keys: KeyPair,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_package_dir_that_is_a_symlink_is_refused(
+    signed: Path, keys: KeyPair, tmp_path: Path
+) -> None:
     link = tmp_path / "link"
     link.symlink_to(signed)
     with pytest.raises(PackageVerificationFailed, match="symlink"):

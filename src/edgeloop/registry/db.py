@@ -3,6 +3,7 @@ PostgreSQL through the same URL-configured engine."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from edgeloop.errors import ConfigError
@@ -129,5 +131,12 @@ def make_engine(url: str | Path) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-    Base.metadata.create_all(engine)
+    for attempt in range(3):
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except DBAPIError:
+            if attempt == 2:
+                raise
+            time.sleep(0.05)  # another process created the tables at the same moment: recheck
     return engine
