@@ -33,7 +33,9 @@ async def _many(batcher: MicroBatcher, sizes: list[int]) -> list[dict[str, np.nd
 
 def test_concurrent_requests_share_calls_and_get_their_own_rows() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model.predict, BatchingConfig(max_batch_rows=8), batchable=True)
+    batcher = MicroBatcher(
+        model.predict, BatchingConfig(max_batch_rows=8, max_delay=0.001), batchable=True
+    )
     sizes = [1, 3, 1, 2, 1, 1, 4, 1, 1, 1]
     results = asyncio.run(_many(batcher, sizes))
     for i, (n, result) in enumerate(zip(sizes, results, strict=True)):
@@ -44,16 +46,26 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows() -> None:
     assert max(model.calls) <= 8
 
 
+def test_without_a_delay_each_request_runs_inline() -> None:
+    model = CountingModel()
+    batcher = MicroBatcher(model.predict, BatchingConfig(max_delay=0), batchable=True)
+    asyncio.run(_many(batcher, [1, 2, 1]))
+    assert model.calls == [1, 2, 1]
+    assert not batcher.queue and batcher._worker is None  # no hand-off to a worker task
+
+
 def test_batching_off_calls_once_per_request() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model.predict, BatchingConfig(enabled=False), batchable=True)
+    batcher = MicroBatcher(
+        model.predict, BatchingConfig(enabled=False, max_delay=0.01), batchable=True
+    )
     asyncio.run(_many(batcher, [1, 1, 1, 1]))
     assert model.calls == [1, 1, 1, 1]
 
 
 def test_full_queue_refuses_with_retry_after() -> None:
     model = CountingModel()
-    config = BatchingConfig(max_queue_rows=4, retry_after=2.0)
+    config = BatchingConfig(max_queue_rows=4, retry_after=2.0, max_delay=0.001)
     batcher = MicroBatcher(model.predict, config, batchable=True)
 
     async def flood() -> list[object]:
@@ -88,7 +100,7 @@ def test_a_failing_call_fails_only_its_batch() -> None:
 
 def test_close_waits_for_queued_requests() -> None:
     model = CountingModel()
-    batcher = MicroBatcher(model.predict, BatchingConfig(), batchable=True)
+    batcher = MicroBatcher(model.predict, BatchingConfig(max_delay=0.001), batchable=True)
 
     async def run() -> list[dict[str, np.ndarray]]:
         tasks = [asyncio.ensure_future(batcher.infer(_request(i))) for i in range(5)]

@@ -6,9 +6,10 @@ hard size limit, JSON goes through orjson, and arrays are never converted to lis
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -54,6 +55,9 @@ class ServingApp:
         self.metrics = server.metrics
         self._openapi = orjson.dumps(openapi_document(__version__))
         self._counters: dict[tuple[str, int], Any] = {}
+        # Request ids for clients that send none: unique per process start, cheap to make.
+        self._id_prefix = secrets.token_hex(6)
+        self._ids = itertools.count(1)
         self._latency: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -173,7 +177,7 @@ class ServingApp:
             body = await _read_body(scope, receive, self.max_body)
             request = parse_infer_request(body, active.manifest.inputs)
             outputs = await active.infer(request.inputs)
-            request_id = request.id or uuid.uuid4().hex
+            request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
             payload = encode_infer_response(
                 name, active.version, request_id, outputs, request.outputs
             )
