@@ -26,6 +26,7 @@ from edgeloop.registry import (
     ObjectRef,
     Registry,
     VersionState,
+    download_package,
     verify_package,
 )
 from edgeloop.store import LocalStore, open_store
@@ -320,3 +321,21 @@ def test_registry_on_the_real_s3_store(s3_url: str, tmp_path: Path, keys: KeyPai
     finally:
         registry.close()
         store.close()
+
+
+def test_download_package_from_a_store_without_the_database(
+    registry: Registry, package: Path, store: LocalStore, tmp_path: Path, keys: KeyPair
+) -> None:
+    info = registry.register(package)
+    got = download_package(store, info.prefix, tmp_path / "edge" / "v1", keys.public)
+    assert got.manifest.ref == "demo:1" and (tmp_path / "edge" / "v1" / SIGNATURE_NAME).exists()
+    from edgeloop.errors import DowngradeRefused
+
+    with pytest.raises(DowngradeRefused):
+        download_package(store, info.prefix, tmp_path / "v1b", keys.public, installed_version=2)
+    store.put(info.prefix + "extra/payload.bin", b"planted")
+    with pytest.raises(PackageVerificationFailed, match="extra"):
+        download_package(store, info.prefix, tmp_path / "v1c", keys.public)
+    with pytest.raises(ModelNotFound):
+        download_package(store, "models/demo/9/", tmp_path / "v9", keys.public)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

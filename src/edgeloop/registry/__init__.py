@@ -8,6 +8,7 @@ from edgeloop.registry.registry import (
     CHAMPION,
     Registry,
     VersionInfo,
+    download_package,
     package_prefix,
 )
 from edgeloop.registry.signing import (
@@ -29,6 +30,7 @@ __all__ = [
     "VerifiedPackage",
     "VersionInfo",
     "VersionState",
+    "download_package",
     "generate_signing_key",
     "make_engine",
     "open_verified",

@@ -488,3 +488,50 @@ def _info(row: VersionRow, aliases: tuple[str, ...]) -> VersionInfo:
         signer=row.signer,
         aliases=aliases,
     )
+
+
+MAX_PACKAGE_OBJECTS = 1000
+
+
+def download_package(
+    store: ObjectStore,
+    prefix: str,
+    dest: Path,
+    public_key: str,
+    *,
+    installed_version: int | None = None,
+) -> VerifiedPackage:
+    """Copy the package under `prefix` of any store (e.g. an edge's own copy of
+    models/<name>/<version>/) into the new directory `dest`, and verify it strictly.
+
+    Needs no registry database: every object under the prefix is taken, so an object
+    planted there is an extra file and fails verification. `dest` appears only when the
+    package verified.
+    """
+    if not prefix.endswith("/"):
+        prefix += "/"
+    if dest.exists():
+        raise RegistryError(f"{dest} already exists; choose a new directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        count = 0
+        for info in store.list(prefix):
+            count += 1
+            if count > MAX_PACKAGE_OBJECTS:
+                raise RegistryError(f"{prefix}: more than {MAX_PACKAGE_OBJECTS} objects")
+            rel = info.key.removeprefix(prefix)
+            validate_key(rel)
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with store.get(info.key) as reader, open(target, "wb") as out:
+                for chunk in reader:
+                    out.write(chunk)
+        if count == 0:
+            raise ModelNotFound(f"no package under {prefix} in {store.url}")
+        verified = verify_package(tmp, public_key, installed_version=installed_version)
+        tmp.replace(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return VerifiedPackage(root=dest, files=verified.files, manifest=verified.manifest)
