@@ -57,6 +57,7 @@ class ModelServer:
         self.capture_store = capture_store
         self.capture: CaptureWriter | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._load_lock = asyncio.Lock()
         self.started = time.time()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -106,8 +107,13 @@ class ModelServer:
     async def load_path(self, path: Path, expected_name: str | None = None) -> ModelVersion:
         """Load the package at `path` beside the active version, then switch to it.
 
-        On failure the active version keeps serving and the failure is recorded.
+        On failure the active version keeps serving and the failure is recorded. Loads run
+        one at a time, so the watcher and the API cannot switch out of order.
         """
+        async with self._load_lock:
+            return await self._load_path(path, expected_name)
+
+    async def _load_path(self, path: Path, expected_name: str | None) -> ModelVersion:
         label = expected_name or path.name
         slot = self.slot(expected_name) if expected_name else None
         try:
