@@ -149,3 +149,28 @@ def test_workspace_without_signing_key_explains(tmp_path: Path) -> None:
     pkg = make_package(tmp_path / "pk")
     code, _, err = invoke("models", "verify", str(pkg), "-w", str(ws.root))
     assert code == 1 and "signing.public_key" in err
+
+
+def test_register_announces_in_the_core_journal(workspace_dir: Path, tmp_path: Path) -> None:
+    pkg = make_package(tmp_path / "pk", name="churn", version=1)
+    assert invoke("models", "register", str(pkg), "-w", str(workspace_dir))[0] == 0
+    assert invoke("models", "promote", "churn", "1", "-w", str(workspace_dir))[0] == 0
+    journal = Workspace.load(workspace_dir).journal("core")
+    try:
+        types = [(e.event.type, e.event.subject) for e in journal.read()]
+    finally:
+        journal.close()
+    assert ("model.registered", "models/churn/1/") in types
+    assert ("model.promoted", "models/churn/1/") in types
+
+
+@pytest.mark.postgres
+def test_cli_on_postgresql(workspace_dir: Path, tmp_path: Path, postgres_url: str) -> None:
+    ws = str(workspace_dir)
+    pkg = make_package(tmp_path / "pk", name="churn", version=1)
+    for _ in range(2):
+        assert invoke("models", "register", str(pkg), "-w", ws, "--db", postgres_url)[0] == 0
+    code, out, _ = invoke("models", "ls", "churn", "-w", ws, "--db", postgres_url, "--json")
+    assert code == 0
+    assert [json.loads(line)["version"] for line in out.splitlines()] == [1, 2]
+    assert not (workspace_dir / "state" / "core" / "registry.db").exists()
