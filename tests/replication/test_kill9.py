@@ -71,7 +71,8 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
     killed = 0
     attempts = 0
     progress = []
-    while killed < kills and attempts < kills * 3:
+    # A run may finish before its kill on a quiet machine; it then simply gets more work.
+    while killed < kills and attempts < kills * 10:
         attempts += 1
         proc = subprocess.Popen(
             _command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
@@ -81,7 +82,7 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
         deadline = time.monotonic() + 30
         while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 0.25))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
@@ -91,10 +92,10 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
         assert all(expected[key] == digest for key, digest in seen.items())
         progress.append(len(seen))
         # The edge keeps producing: new objects (and events) arrive between runs.
-        expected.update(_write(source, rng, range(len(expected), len(expected) + 20)))
+        expected.update(_write(source, rng, range(len(expected), len(expected) + 30)))
     final = subprocess.run(_command(tmp_path), capture_output=True, env=env, timeout=300)
     assert final.returncode == 0, final.stderr.decode()
-    assert killed == kills
+    assert killed == kills, f"only {killed} kills landed in {attempts} runs"
     # The kills really cut copies short: some left the job partly done.
     assert any(0 < n < len(expected) for n in progress), progress
     assert _digests(target) == expected
