@@ -339,3 +339,63 @@ def test_download_package_from_a_store_without_the_database(
     with pytest.raises(ModelNotFound):
         download_package(store, "models/demo/9/", tmp_path / "v9", keys.public)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_kill_9_mid_registration_leaves_a_number_that_is_swept_never_reused(
+    database: str, store: LocalStore, keys: KeyPair, package: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    public_file = tmp_path / "pub.pem"
+    public_file.write_text(keys.public)
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("register_child.py")), database,
+         str(store.root), str(keys.private), str(public_file), str(package), "run-1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.strip() == b"READY", child.stderr.read() if child.stderr else b""
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    registry = Registry(database, store, public_key=keys.public, signing_key=keys.private)
+    try:
+        assert [(v.version, v.state) for v in registry.versions("demo", include_all=True)] == [
+            (1, VersionState.PENDING)
+        ]
+        assert {o.key for o in store.list("models/demo/1/")} == {
+            "models/demo/1/" + MANIFEST_NAME, "models/demo/1/model.onnx",
+        }  # fmt: skip
+        with pytest.raises(RegistryError, match="pending"):
+            registry.register(package, source_key="run-1")
+        assert registry.register(package).version == 2  # others are not blocked
+        assert registry.sweep_pending(older_than=3600) == []  # not stale yet
+        swept = registry.sweep_pending(older_than=0)
+        assert [(v.version, v.state) for v in swept] == [(1, VersionState.FAILED)]
+        assert list(store.list("models/demo/1/")) == []
+        again = registry.register(package, source_key="run-1")
+        assert again.version == 3 and again.state is VersionState.REGISTERED
+    finally:
+        registry.close()
+
+
+def test_a_reset_database_never_overwrites_packages_in_the_store(
+    store: LocalStore, keys: KeyPair, package: Path, tmp_path: Path
+) -> None:
+    first = Registry(tmp_path / "a.db", store, public_key=keys.public, signing_key=keys.private)
+    original = first.register(package)
+    first.close()
+    before = {o.key: o.sha256 for o in store.list("models/demo/1/")}
+    fresh = Registry(tmp_path / "b.db", store, public_key=keys.public, signing_key=keys.private)
+    try:
+        info = fresh.register(package, lineage=lineage("run-x"))
+        assert info.version == 2
+        assert {o.key: o.sha256 for o in store.list("models/demo/1/")} == before
+        assert fresh.versions("demo", include_all=True)[0].state is VersionState.FAILED
+        assert original.files[MANIFEST_NAME] == before["models/demo/1/" + MANIFEST_NAME]
+    finally:
+        fresh.close()

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,18 @@ class Registry:
                 self._emit_registered(done)  # at-least-once: the event may have been lost
                 return done
         lineage = _lineage_for(manifest, lineage, self._alias_version(name, CHAMPION))
-        version = self._reserve(name, manifest, source_key)
+        for _ in range(_RESERVE_ATTEMPTS):
+            version = self._reserve(name, manifest, source_key)
+            if next(iter(self.store.list(package_prefix(name, version))), None) is None:
+                break
+            # The store already holds a package under this number (the database was
+            # reset or restored): never overwrite what sites may run; skip the number.
+            self._set_failed(name, version)
+        else:
+            raise VersionImmutable(
+                f"{name}: the store already holds packages for every version number tried; "
+                "the registry database does not match the store"
+            )
         try:
             files = self._publish(package_dir, manifest, version, lineage)
         except BaseException:
@@ -163,6 +174,11 @@ class Registry:
             raise
         with Session(self.engine) as session, session.begin():
             row = _version_row(session, name, version)
+            if row.state != VersionState.PENDING.value:
+                raise RegistryError(
+                    f"{name}:{version} was marked {row.state} while it was being written "
+                    "(swept as stale); register again"
+                )
             row.state = VersionState.REGISTERED.value
             row.files = files
             row.metrics = dict(manifest.metrics)
@@ -197,11 +213,8 @@ class Registry:
                     )  # fmt: skip
                 return version
             except IntegrityError:
-                if source_key is not None and self._by_source_key(name, source_key) is not None:
-                    raise RegistryError(
-                        f"{name}: a registration with source key {source_key!r} is already "
-                        "in progress or done; retry to get its version"
-                    ) from None
+                if source_key is not None:
+                    self._check_source_key_free(name, source_key)
                 continue  # another writer took this number (or created the model): retry
         raise RegistryError(f"{name}: could not reserve a version number; retry")
 
@@ -234,12 +247,46 @@ class Registry:
                     self.store.put(prefix + rel, handle, expected_sha256=files[rel])
             return files
 
+    def _check_source_key_free(self, name: str, source_key: str) -> None:
+        with Session(self.engine) as session:
+            row = session.scalar(
+                select(VersionRow).where(
+                    VersionRow.model == name, VersionRow.source_key == source_key
+                )
+            )
+            if row is not None:
+                raise RegistryError(
+                    f"{name}: version {row.version} with source key {source_key!r} is "
+                    f"{row.state} (since {row.created:%Y-%m-%d %H:%M:%S}); retry later, or if "
+                    "the process registering it died, `Registry.sweep_pending()` frees it"
+                )
+
     def _set_failed(self, name: str, version: int) -> None:
-        """Keep the number used (never reused) but mark it as not a version to serve."""
+        """Keep the number used (never reused) but mark it as not a version to serve; its
+        source key is freed so the registration can be retried."""
         with Session(self.engine) as session, session.begin():
             row = _version_row(session, name, version)
             if row.state == VersionState.PENDING.value:
                 row.state = VersionState.FAILED.value
+                row.source_key = None
+
+    def sweep_pending(self, older_than: float = 3600.0) -> list[VersionInfo]:
+        """Mark versions left `pending` for more than `older_than` seconds (their registering
+        process died) as `failed`, and delete what they had written to the store."""
+        cutoff = utcnow().timestamp() - older_than
+        swept: list[VersionInfo] = []
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(VersionRow).where(VersionRow.state == VersionState.PENDING.value)
+            ).all()
+            stale = [(r.model, r.version) for r in rows if _timestamp(r.created) <= cutoff]
+        for name, version in stale:
+            prefix = package_prefix(name, version)
+            for info in list(self.store.list(prefix)):
+                self.store.delete(info.key)
+            self._set_failed(name, version)
+            swept.append(self.get(name, version))
+        return swept
 
     def _emit_registered(self, info: VersionInfo) -> None:
         if self.events is None:
@@ -460,6 +507,11 @@ def _lineage_for(manifest: ModelManifest, given: Lineage | None, champion: int |
     if merged.parent is None and champion is not None:
         merged = merged.model_copy(update={"parent": champion})  # refines what serves now
     return merged
+
+
+def _timestamp(value: datetime) -> float:
+    # SQLite returns naive datetimes; edgeloop stores UTC only.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _version_row(session: Session, name: str, version: int) -> VersionRow:
