@@ -63,6 +63,15 @@ def _write(source: Source, rng: random.Random, keys: range) -> dict[str, str]:
     return expected
 
 
+def _visible_count(root: Path) -> int:
+    """Objects at a directory target, without reading them (cheap enough to poll)."""
+    count = 0
+    for _dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".edgeloop")]
+        count += len(filenames)
+    return count
+
+
 def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, seed: int) -> None:
     rng = random.Random(seed)
     expected = _write(source, rng, range(objects))
@@ -77,12 +86,23 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
         proc = subprocess.Popen(
             _command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
         )
-        # Let it start (imports) and get going, then kill at a random moment.
+        # Kill at a random moment: half the time a random delay after it opened its ledger
+        # (anywhere from planning to copying), half the time once a random number of new
+        # objects has appeared at the target (certainly in the middle of copying).
         ledger = tmp_path / "state" / "ledger.db"
         deadline = time.monotonic() + 30
         while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.25))
+        if rng.random() < 0.5:
+            time.sleep(rng.uniform(0.0, 0.4))
+        else:
+            wanted = _visible_count(target.root) + rng.randint(1, 15)
+            while (
+                _visible_count(target.root) < wanted
+                and proc.poll() is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.005)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
