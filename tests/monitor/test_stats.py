@@ -346,3 +346,15 @@ def test_one_sort_sketch_matches_numpy_quantiles_and_binning(x: np.ndarray, bins
         expected = np.quantile(x, np.linspace(0, 1, bins + 1), method="inverted_cdf")
         assert np.array_equal(edges, np.unique(expected))
     assert np.array_equal(counts, bin_counts(x, edges))
+
+
+@given(x=samples, y=samples, bins=st.integers(1, 40))
+@settings(max_examples=40)
+def test_both_counts_in_one_search(x: np.ndarray, y: np.ndarray, bins: int) -> None:
+    from edgeloop.monitor.stats import bin_counts_both
+
+    edges = quantile_edges(x, bins)
+    window = np.concatenate([y, x, np.repeat(edges, 3)])  # many values exactly on edges
+    closed, open_ = bin_counts_both(window, edges)
+    assert np.array_equal(closed, bin_counts(window, edges))
+    assert np.array_equal(open_, bin_counts_open(window, edges))

@@ -29,7 +29,7 @@ from edgeloop.monitor.profile import (
 )
 from edgeloop.monitor.stats import (
     bin_counts,
-    bin_counts_open,
+    bin_counts_both,
     chi2_homogeneity,
     js_divergence,
     ks_binned,
@@ -208,13 +208,16 @@ def _numeric_drift(
         return _with(base, notes=[f"no finite values in the {side}; nothing to compare"])
     edges = profile.edges_array()
     ref = profile.counts_array()
-    cur = bin_counts(values, edges)
+    # Discrete features also need the counts strictly below each edge (exact Wasserstein).
+    cur, cur_open = bin_counts_both(values, edges) if profile.discrete else (
+        bin_counts(values, edges), None
+    )  # fmt: skip
     ks = ks_binned(ref, cur)
     lo, hi = float(values.min()), float(values.max())
     below, above = tail_excess(values, edges)
     distance = wasserstein_binned(
         edges, ref, cur, below=below, above=above, ref_on_edges=profile.discrete,
-        cur_open_counts=bin_counts_open(values, edges) if profile.discrete else None,
+        cur_open_counts=cur_open,
     )  # fmt: skip
     std = profile.std or 0.0
     ids = _group_ids(ref, PSI_BINS)

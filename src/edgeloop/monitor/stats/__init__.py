@@ -12,6 +12,7 @@ from edgeloop.monitor.stats.multivariate import mmd_test
 from edgeloop.monitor.stats.numeric import (
     DEFAULT_SKETCH_BINS,
     bin_counts,
+    bin_counts_both,
     bin_counts_open,
     finite,
     ks_2samp,
@@ -29,6 +30,7 @@ __all__ = [
     "PSI_EPSILON",
     "TestResult",
     "bin_counts",
+    "bin_counts_both",
     "bin_counts_open",
     "chi2_homogeneity",
     "finite",
