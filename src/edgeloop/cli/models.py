@@ -73,7 +73,10 @@ def register(
     workspace: Path | None = WorkspaceOption,
     db: str | None = DatabaseOption,
     lineage_file: Path | None = typer.Option(
-        None, "--lineage", exists=True, dir_okay=False,
+        None,
+        "--lineage",
+        exists=True,
+        dir_okay=False,
         help="JSON file with lineage (captures, labels, dataset, parent, run_id, ...).",
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Pipeline run that made it."),
@@ -276,7 +279,10 @@ def sign(
 def verify(
     package_dir: Path = typer.Argument(..., help="Model package directory to check."),
     public_key: Path | None = typer.Option(
-        None, "--public-key", exists=True, dir_okay=False,
+        None,
+        "--public-key",
+        exists=True,
+        dir_okay=False,
         help="Trusted public key PEM (default: signing.public_key of the workspace).",
     ),
     installed_version: int | None = typer.Option(
