@@ -139,3 +139,27 @@ def test_kill9_three_times_then_resume(tmp_path: Path, source: Source) -> None:
 @pytest.mark.slow
 def test_kill9_twenty_times_then_resume(tmp_path: Path, source: Source) -> None:
     run_with_kills(tmp_path, source, objects=600, kills=20, seed=12)
+
+
+def test_sigterm_stops_follow_cleanly_and_a_later_run_finishes(
+    tmp_path: Path, source: Source
+) -> None:
+    rng = random.Random(5)
+    expected = _write(source, rng, range(120))
+    target = LocalStore(tmp_path / "target", create=True)
+    env = {**os.environ, "EDGELOOP_NO_PROGRESS": "1"}
+    follow = [a if a != "--once" else "--follow" for a in _command(tmp_path)]
+    proc = subprocess.Popen(follow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    while _visible_count(target.root) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    final = subprocess.run(_command(tmp_path), capture_output=True, env=env, timeout=300)
+    assert final.returncode == 0, final.stderr.decode()
+    assert _digests(target) == expected
+    events = SQLiteJournal(tmp_path / "core-journal.db").read(
+        0, limit=10_000, types=[EventType.OBJECT_REPLICATED]
+    )
+    assert Counter(e.event.subject for e in events) == Counter(dict.fromkeys(expected, 1))

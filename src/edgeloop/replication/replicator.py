@@ -110,6 +110,7 @@ class Replicator:
         self._pool: ThreadPoolExecutor | None = None
         self._outage_since: float | None = None
         self._journal_waiting = False
+        self._stop = threading.Event()
         self._reset_counters()
         ledger.recover()
 
@@ -171,6 +172,7 @@ class Replicator:
     def follow(self, stop: threading.Event) -> Snapshot:
         """Replicate continuously until `stop` is set: journal events as they come, a
         listing pass every `anti_entropy_interval` seconds, retries with backoff."""
+        self._stop = stop
         while not stop.is_set():
             pulled, listed = self._plan(self._anti_entropy_due())
             self.drain()
@@ -304,7 +306,8 @@ class Replicator:
         fetch = True
         last_flush = time.monotonic()
         while True:
-            if time.time() >= self._paused_until:
+            # On stop, start nothing new: in-flight copies finish and are flushed.
+            if time.time() >= self._paused_until and not self._stop.is_set():
                 if fetch and len(waiting) < window:
                     fresh = self.ledger.due(self.options.list_page, exclude=claimed)
                     fetch = bool(fresh)  # nothing new until the next flush changes the ledger
