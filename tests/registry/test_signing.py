@@ -302,3 +302,20 @@ def test_package_dir_that_is_a_symlink_is_refused(
     link.symlink_to(signed)
     with pytest.raises(PackageVerificationFailed, match="symlink"):
         verify_package(link, keys.public)
+
+
+def test_the_model_signing_cli_verifies_our_signature(signed: Path, tmp_path: Path,
+                                                      keys: KeyPair) -> None:  # fmt: skip
+    import subprocess
+    import sys
+
+    pub = tmp_path / "pub.pem"
+    pub.write_text(keys.public)
+    cli = Path(sys.executable).with_name("model_signing")
+    args = [str(cli), "verify", "key", str(signed), "--signature", str(signed / SIGNATURE_NAME),
+            "--public_key", str(pub)]  # fmt: skip
+    ok = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    flip_byte(signed / "model.onnx")
+    bad = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
