@@ -276,9 +276,10 @@ async def rollout(url: str, admin: str, sites: list[tuple[str, str]]) -> dict[st
                 rollout_id = (await r.json())["id"]
             state = "running"
             while state == "running" and time.perf_counter() - start < 300:
-                await asyncio.sleep(0.05)
-                async with http.get(f"{API}/rollouts/{rollout_id}", headers=headers) as r:
-                    state = (await r.json())["state"]
+                # The summary list, not the per-site detail: watching must not load the server.
+                await asyncio.sleep(0.1)
+                async with http.get(f"{API}/rollouts", headers=headers) as r:
+                    state = next(x for x in await r.json() if x["id"] == rollout_id)["state"]
             converge_s = time.perf_counter() - start
         finally:
             for task in followers:

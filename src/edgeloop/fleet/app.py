@@ -436,7 +436,7 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
             return _error(404, f"site {site} has no desired state yet (no deployment selects it)")
         if etag == known:
             return Response(status_code=304, headers={"ETag": str(etag)})
-        envelope = plane.service.signer.envelope(row["document"])
+        envelope = plane.service.signer.envelope(row["document"], row["signature"])
         body = {
             "etag": etag,
             "generation": row["generation"],
@@ -574,4 +574,6 @@ def serve_control_plane(
         port=port,
         log_level="warning",
         access_log=False,
+        # Long-polls hold connections for up to a minute; do not wait for them on shutdown.
+        timeout_graceful_shutdown=3,
     )

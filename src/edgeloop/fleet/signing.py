@@ -7,6 +7,7 @@ bytes that were signed and parses them only after the signature holds.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -70,16 +71,22 @@ class Signer:
 
     key: ec.EllipticCurvePrivateKey
 
+    @functools.cached_property
+    def key_id(self) -> str:
+        return key_id(self.key)
+
     def sign(self, payload: bytes) -> str:
         return base64.b64encode(self.key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
 
-    def envelope(self, document: dict[str, Any]) -> dict[str, Any]:
+    def envelope(self, document: dict[str, Any], signature: str | None = None) -> dict[str, Any]:
+        """The signed envelope of `document`; `signature` reuses one made earlier over the
+        same canonical bytes (signing is deterministic in content, not in bytes)."""
         payload = canonical_json(document)
         return {
             "kind": ENVELOPE_KIND,
-            "key_id": key_id(self.key),
+            "key_id": self.key_id,
             "payload": base64.b64encode(payload).decode(),
-            "signature": self.sign(payload),
+            "signature": signature or self.sign(payload),
         }
 
 
