@@ -64,6 +64,7 @@ def ls(
                 print_json(row)
             return
         table = Table("id", "name", "role", "site", "created", "expires", "state")
+        table.columns[0].min_width = 20  # ids are typed back into `tokens revoke`: never cut them
         for row in rows:
             state = "revoked" if row["revoked_at"] else "used" if row["used_at"] else "active"
             table.add_row(

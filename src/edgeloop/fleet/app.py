@@ -494,8 +494,9 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
             body: ActionIn | None = Body(None),
             who: Principal = Who,
         ) -> dict[str, Any]:
-            _audit(request, rollout=rollout_id, action=action)
-            return service.act(who, rollout_id, action, body.reason if body else "")
+            reason = body.reason if body else ""
+            _audit(request, rollout=rollout_id, action=action, reason=reason)
+            return service.act(who, rollout_id, action, reason)
 
         act.__name__ = f"{action}_rollout"
         return act
