@@ -418,11 +418,20 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
         """The site's signed desired state; long-polls while it equals `If-None-Match`."""
         known = request.headers.get("if-none-match")
         deadline = anyio.current_time() + min(wait, settings.long_poll_max)
+        row: dict[str, Any] | None = None
+        use_cache = True  # trust the in-memory ETag only before the first wait
         while True:
             waiter = notifier.subscribe(who.project, site)
             try:
-                row = await anyio.to_thread.run_sync(service.get_desired, who, site)
-                etag = row["etag"] if row else None
+                if (
+                    use_cache
+                    and known is not None
+                    and service.cached_etag(who.project, site) == known
+                ):
+                    etag: str | None = known
+                else:
+                    row = await anyio.to_thread.run_sync(service.get_desired, who, site)
+                    etag = row["etag"] if row else None
                 remaining = deadline - anyio.current_time()
                 if etag != known or remaining <= 0:
                     break
@@ -430,12 +439,13 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
                     await asyncio.wait_for(
                         waiter.wait(), min(remaining, settings.long_poll_recheck)
                     )
+                use_cache = False  # woken by a change, or time to look for another replica's
             finally:
                 notifier.unsubscribe(who.project, site, waiter)
-        if row is None:
-            return _error(404, f"site {site} has no desired state yet (no deployment selects it)")
         if etag == known:
             return Response(status_code=304, headers={"ETag": str(etag)})
+        if row is None:
+            return _error(404, f"site {site} has no desired state yet (no deployment selects it)")
         envelope = plane.service.signer.envelope(row["document"], row["signature"])
         body = {
             "etag": etag,

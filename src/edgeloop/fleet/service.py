@@ -97,6 +97,7 @@ class FleetService:
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self._pending_lock = threading.Lock()
         self._etags: dict[tuple[str, str], str | None] = {}
+        self._epochs: dict[tuple[str, str], int] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -429,15 +430,28 @@ class FleetService:
         etag = self._etags.get(key, _UNKNOWN)
         return (etag is not _UNKNOWN, None if etag is _UNKNOWN else str(etag))
 
+    def cached_etag(self, project: str, site: str) -> str | None:
+        """The ETag of a site's desired state as last seen by this process, or None."""
+        etag = self._etags.get((project, site), _UNKNOWN)
+        return None if etag is _UNKNOWN else etag  # type: ignore[return-value]
+
+    def _remember_etag(self, key: tuple[str, str], etag: str | None, epoch: int) -> None:
+        # Only when no change was made since the value was read: a read that raced with a
+        # change must not put the old ETag back into the cache.
+        if self._epochs.get(key, 0) == epoch:
+            self._etags[key] = etag
+
     def desired_etag(self, project: str, site: str) -> str | None:
         """The ETag of a site's desired state, read from the database (and cached)."""
+        key = (project, site)
+        epoch = self._epochs.get(key, 0)
         with self.engine.connect() as conn:
             etag = conn.execute(
                 sa.select(db.desired.c.etag).where(
                     db.desired.c.project == project, db.desired.c.site == site
                 )
             ).scalar()
-        self._etags[(project, site)] = etag
+        self._remember_etag(key, etag, epoch)
         return etag
 
     def flush_heartbeats(self) -> int:
@@ -468,6 +482,7 @@ class FleetService:
                 status=sa.bindparam("b_status", type_=db.sites.c.status.type),
             )
         )
+        epochs = dict(self._epochs)
         with self._write() as conn:
             for project, beats in by_project.items():
                 names = list(beats)
@@ -517,7 +532,7 @@ class FleetService:
                             db.desired.c.project == project, db.desired.c.site.in_(chunk)
                         )
                     ):
-                        self._etags[(project, site)] = etag
+                        self._remember_etag((project, site), etag, epochs.get((project, site), 0))
         self._emit(events)
         return found
 
@@ -638,7 +653,9 @@ class FleetService:
 
     def _after_desired(self, project: str, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
         for site, envelope in envelopes:
-            self._etags.pop((project, site), None)  # re-read on the next heartbeat
+            key = (project, site)
+            self._epochs[key] = self._epochs.get(key, 0) + 1
+            self._etags.pop(key, None)  # re-read on the next heartbeat
             if self.publisher is not None:
                 try:
                     self.publisher.publish(site, envelope)
