@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import io
 import logging
-import queue
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,9 +76,37 @@ class CaptureConfig:
     max_spool_bytes: int = 1024**3
     full_policy: FullPolicy = FullPolicy.DROP_NEW
     sync_every: int = 512
+    flush_interval: float = 0.02
     batch_records: int = 10_000
     batch_seconds: float = 60.0
     retry_seconds: float = 5.0
+
+
+class RecordQueue:
+    """A bounded queue with no lock and no wake-up on put: the request path appends (atomic
+    under the GIL) and the writer thread drains it on its own schedule."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[dict[str, Any]] = deque()
+
+    def offer(self, item: dict[str, Any]) -> bool:
+        if len(self._items) >= self.maxsize:
+            return False
+        self._items.append(item)
+        return True
+
+    def drain(self, limit: int) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while self._items and len(items) < limit:
+            items.append(self._items.popleft())
+        return items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
 
 
 class CaptureWriter:
@@ -96,7 +123,7 @@ class CaptureWriter:
         self.config = config
         self.store = store
         self.metrics = metrics
-        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=config.queue_size)
+        self.queue = RecordQueue(config.queue_size)
         self.spool = Spool(config.spool_dir)
         self._stop = threading.Event()
         self._sealed = threading.Event()
@@ -122,34 +149,27 @@ class CaptureWriter:
 
     def offer(self, record: dict[str, Any]) -> bool:
         """Queue a record for the spool; False (and counted) when the queue is full."""
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.metrics.dropped.labels("queue_full").inc()
-            return False
-        return True
+        if self.queue.offer(record):
+            return True
+        self.metrics.dropped.labels("queue_full").inc()
+        return False
 
     # -- the writer thread -------------------------------------------------------------
     def _write_loop(self) -> None:
         while True:
-            try:
-                first = self.queue.get(timeout=0.05)
-            except queue.Empty:
-                first = None
-            records = [] if first is None else [first]
-            while len(records) < self.config.sync_every:
-                try:
-                    records.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            stopping = self._stop.is_set()
+            records = self.queue.drain(self.config.sync_every)
             if records:
                 self._spool(records)
             self.metrics.capture_queue.set(self.queue.qsize())
             if self._due():
                 self._seal()
-            if self._stop.is_set() and self.queue.empty():
+            if stopping and self.queue.empty():
                 self._seal()
                 return
+            if not records or self.queue.empty():
+                # Polling, not waking per record: the request path never signals this thread.
+                self._stop.wait(self.config.flush_interval)
 
     def _spool(self, records: list[dict[str, Any]]) -> None:
         lines = []
