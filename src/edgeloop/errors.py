@@ -16,6 +16,9 @@ EdgeloopError
 ├── RegistryError               the model registry could not do what was asked
 │   ├── ModelNotFound           the model, version or alias does not exist
 │   └── VersionImmutable        a registered version cannot be changed
+├── PipelineError               a pipeline could not be built, compiled or run
+│   ├── PipelineDefinitionError  the graph is invalid (cycle, missing input, type mismatch)
+│   └── StepFailed              a step raised on every attempt
 ├── MonitoringError             drift or quality monitoring could not proceed
 │   ├── EmptySampleError        a statistic was asked about a sample with no values
 │   └── ProfileNotFound         no reference profile exists for the model version
@@ -102,6 +105,18 @@ class ModelNotFound(RegistryError, KeyError):
 
 class VersionImmutable(RegistryError):
     """A registered version's package and metadata never change; register a new version."""
+
+
+class PipelineError(EdgeloopError):
+    """A pipeline could not be built, compiled or run."""
+
+
+class PipelineDefinitionError(PipelineError):
+    """A pipeline graph is invalid (a cycle, a missing input, a type mismatch); fix the steps."""
+
+
+class StepFailed(PipelineError):
+    """A step raised on every attempt; the run failed and its record holds the error."""
 
 
 class MonitoringError(EdgeloopError):

@@ -8,6 +8,8 @@ import typer
 
 from edgeloop import __version__
 from edgeloop.cli import drift, journal, models
+from edgeloop.cli import core as core_cmd
+from edgeloop.cli import pipeline as pipeline_cmd
 from edgeloop.cli import demo as demo_cmd
 from edgeloop.cli import fleet as fleet_cmd
 from edgeloop.cli import init as init_cmd
@@ -59,6 +61,8 @@ app.command("quality")(drift.quality)
 app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(tokens_cmd.app, name="tokens")
 app.command("audit")(audit_cmd)
+app.add_typer(pipeline_cmd.app, name="pipeline")
+app.command("core")(core_cmd.core)
 
 
 def run() -> None:

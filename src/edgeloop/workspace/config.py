@@ -149,6 +149,35 @@ class SigningConfig(_Strict):
         return value
 
 
+class PipelineConfig(_Strict):
+    """A named pipeline: where its code is and its default run parameters."""
+
+    ref: str = Field(description="module:attribute of a Pipeline, e.g. mypkg.pipelines:RETRAIN")
+    executor: str = Field(default="inline", description="inline, ray:local or ray://host:port")
+    params: dict[str, object] = Field(default_factory=dict)
+
+
+class TriggerRule(_Strict):
+    """When to start a pipeline run: on replicated objects, on drift, on a schedule, by hand."""
+
+    name: SiteName
+    pipeline: str
+    on: Literal["object.replicated", "drift.detected", "schedule", "manual"]
+    prefix: str = Field(default="", description="object.replicated: only keys under this prefix")
+    min_records: int = Field(default=1, ge=1, description="objects that close a window")
+    max_wait: Duration | None = Field(
+        default=None, description="close a non-empty window this long after it opened"
+    )
+    cron: str | None = Field(default=None, description="schedule: five-field cron, in UTC")
+    params: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _schedule_has_cron(self) -> TriggerRule:
+        if (self.on == "schedule") != (self.cron is not None):
+            raise ValueError(f"trigger {self.name!r}: cron is set for, and only for, on: schedule")
+        return self
+
+
 class WorkspaceConfig(_Strict):
     """The whole `edgeloop.yaml`."""
 
@@ -158,6 +187,8 @@ class WorkspaceConfig(_Strict):
     replication: list[ReplicationRule] = Field(default_factory=list)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     signing: SigningConfig | None = None
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    triggers: list[TriggerRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> WorkspaceConfig:
