@@ -351,6 +351,7 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     def join(request: Request, who: Principal = Who) -> dict[str, Any]:
         client = request.client.host if request.client else None
         result = service.join(who, client)
+        plane.auth.forget()  # the site's previous agent token was revoked
         _audit(request, site=who.site)
         return result
 
@@ -375,7 +376,9 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     @api.delete("/sites/{site}")
     def remove_site(request: Request, site: str = _name(), who: Principal = Who) -> dict[str, Any]:
         _audit(request, site=site)
-        return service.remove_site(who, site)
+        result = service.remove_site(who, site)
+        plane.auth.forget()  # the site's tokens were revoked
+        return result
 
     @api.post("/sites/{site}/heartbeat")
     async def heartbeat(

@@ -40,7 +40,9 @@ class ControlSettings:
     long_poll_recheck: float = 15.0
     """Seconds between database re-reads of a waiting long-poll (changes made by this process
     wake it at once; this bounds how late one made by another replica is seen)."""
-    token_cache_seconds: float = 5.0
+    token_cache_seconds: float = 30.0
+    """How long a token lookup is cached. Revocations through this process apply at once;
+    through another replica, within this many seconds."""
     heartbeat_flush_interval: float = 0.2
     """Seconds heartbeats are buffered before one batched write; 0 writes each at once."""
     clock: Callable[[], float] = field(default=time.time)
