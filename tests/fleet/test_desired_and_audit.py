@@ -259,3 +259,20 @@ def test_buffered_heartbeats_are_written_in_one_batch(fleet: Fleet) -> None:
         assert seen["loaded"] == {"detector": "1"}
         assert seen["desired_etag"] in etags
     assert fleet.plane.service.flush_heartbeats() == 0
+
+
+def test_revocations_apply_at_once_despite_the_token_cache(sqlite_fleet: Fleet) -> None:
+    fleet = sqlite_fleet
+    fleet.plane.auth.cache_seconds = 30  # the served default
+    old = fleet.join("edge-a")
+    url = "/api/v1/sites/edge-a"
+    assert fleet.call("GET", url, old).status_code == 200  # now cached
+    new = fleet.join("edge-a")
+    assert fleet.call("GET", url, old).status_code == 401
+    assert fleet.call("GET", url, new).status_code == 200
+    fleet.call("DELETE", url, fleet.admin)
+    assert fleet.call("GET", url, new).status_code == 401
+    person = fleet.client(fleet.admin).create_token("p", "viewer", None)
+    assert fleet.call("GET", "/api/v1/sites", person["token"]).status_code == 200
+    fleet.client(fleet.admin).revoke_token(person["id"])
+    assert fleet.call("GET", "/api/v1/sites", person["token"]).status_code == 401
