@@ -24,8 +24,13 @@ def test_runs_steps_in_order_with_values_inline(executor: Executor, tmp_path: Pa
 
 def test_artifacts_travel_by_reference(executor: Executor, tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
-    record = run_pipeline(s.ARTIFACTS, runs=RunStore(tmp_path / "runs.db"), executor=executor,
-                          inputs={"n": 3}, store=store)
+    record = run_pipeline(
+        s.ARTIFACTS,
+        runs=RunStore(tmp_path / "runs.db"),
+        executor=executor,
+        inputs={"n": 3},
+        store=store,
+    )
     assert record.state == "succeeded", record.error
     assert record.outputs == {"result": 768}
     keys = [o.key for o in store.list("pipelines/runs/")]
@@ -34,8 +39,12 @@ def test_artifacts_travel_by_reference(executor: Executor, tmp_path: Path) -> No
 
 def test_retries_with_backoff_then_succeeds(executor: Executor, tmp_path: Path) -> None:
     marker = tmp_path / "calls"
-    record = run_pipeline(s.FLAKY, runs=RunStore(tmp_path / "runs.db"), executor=executor,
-                          inputs={"marker": str(marker)})
+    record = run_pipeline(
+        s.FLAKY,
+        runs=RunStore(tmp_path / "runs.db"),
+        executor=executor,
+        inputs={"marker": str(marker)},
+    )
     assert record.state == "succeeded"
     assert record.steps[0].attempts == 3
     assert marker.read_text() == "3"

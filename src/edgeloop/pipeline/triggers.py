@@ -35,9 +35,9 @@ OPEN, CLAIMED = "open", "claimed"
 
 def member_of(rule: TriggerRule, event: Event) -> tuple[str, dict[str, Any]] | None:
     """The member an event adds to `rule`'s window (its dedupe key and data), or None."""
-    if event.type != rule.on:
+    if event.type != rule.event:
         return None
-    if rule.on == EventType.OBJECT_REPLICATED:
+    if rule.event == EventType.OBJECT_REPLICATED:
         key = str(event.data.get("key", ""))
         if not key or not key.startswith(rule.prefix):
             return None
@@ -47,7 +47,7 @@ def member_of(rule: TriggerRule, event: Event) -> tuple[str, dict[str, Any]] | N
             "sha256": event.data.get("sha256"),
             "site": event.data.get("source_site", event.site),
         }
-    if rule.on == EventType.DRIFT_DETECTED:
+    if rule.event == EventType.DRIFT_DETECTED:
         return event.id, {"subject": event.subject, **event.data}
     return None
 
@@ -166,7 +166,7 @@ class TriggerState:
         self.runs.create_run(
             name,
             params=params,
-            trigger=f"{rule.on}:{rule.name}",
+            trigger=f"{rule.event}:{rule.name}",
             executor=executor,
             window_id=window_id,
             run_id=run_id,
@@ -207,7 +207,7 @@ class TriggerWorker:
         claimed = 0
         now = self.clock()
         types = sorted(
-            {r.on for r in self.rules if r.on in ("object.replicated", "drift.detected")}
+            {r.event for r in self.rules if r.event in ("object.replicated", "drift.detected")}
         )
         after = self.journal.cursor(CONSUMER)
         while types:

@@ -162,7 +162,9 @@ class TriggerRule(_Strict):
 
     name: SiteName
     pipeline: str
-    on: Literal["object.replicated", "drift.detected", "schedule", "manual"]
+    event: Literal["object.replicated", "drift.detected", "schedule", "manual"] = Field(
+        description="what fires it (the key is not `on`: YAML 1.1 reads `on` as true)"
+    )
     prefix: str = Field(default="", description="object.replicated: only keys under this prefix")
     min_records: int = Field(default=1, ge=1, description="objects that close a window")
     max_wait: Duration | None = Field(
@@ -173,8 +175,10 @@ class TriggerRule(_Strict):
 
     @model_validator(mode="after")
     def _schedule_has_cron(self) -> TriggerRule:
-        if (self.on == "schedule") != (self.cron is not None):
-            raise ValueError(f"trigger {self.name!r}: cron is set for, and only for, on: schedule")
+        if (self.event == "schedule") != (self.cron is not None):
+            raise ValueError(
+                f"trigger {self.name!r}: cron is set for, and only for, event: schedule"
+            )
         return self
 
 
