@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.pipeline import steps_for_tests as s
+
 from edgeloop.pipeline.cache import StoreCache
 from edgeloop.pipeline.executors.base import Executor
 from edgeloop.pipeline.runner import run_pipeline
 from edgeloop.pipeline.runs import RunStore
 from edgeloop.store import open_store
-from tests.pipeline import steps_for_tests as s
 
 
 def test_runs_steps_in_order_with_values_inline(executor: Executor, tmp_path: Path) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.pipeline import steps_for_tests as s
 
 from edgeloop.errors import PipelineDefinitionError
 from edgeloop.pipeline.dsl import step
 from edgeloop.pipeline.graph import Pipeline, load_pipeline, load_step
-from tests.pipeline import steps_for_tests as s
 
 calls: list[str] = []
 
@@ -46,7 +46,7 @@ def test_topological_order_follows_dependencies() -> None:
 
 
 def test_cycle_is_refused_and_named_without_running() -> None:
-    with pytest.raises(PipelineDefinitionError, match="cycle: .*a.*b.*c|cycle: .*b.*c.*a"):
+    with pytest.raises(PipelineDefinitionError, match=r"cycle: .*a.*b.*c|cycle: .*b.*c.*a"):
         Pipeline.build("loop", [a, b, c])
     assert calls == []
 

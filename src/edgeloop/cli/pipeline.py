@@ -175,6 +175,10 @@ def step_cmd(
         for pair in input_file:
             name, _, path = pair.partition("=")
             values[name] = orjson.loads(Path(path).read_bytes())
+        missing = sorted(set(step.inputs) - set(values))
+        if missing:
+            raise PipelineError(f"step {step.name!r} needs inputs {missing}; pass them in --inputs")
+        values = {k: v for k, v in values.items() if k in step.inputs}  # run inputs it ignores
         store = None
         if store_url:
             from edgeloop.store import open_store

@@ -1,0 +1,1 @@
+"""Compilers that turn an edgeloop Pipeline into another orchestrator's format."""
