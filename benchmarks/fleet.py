@@ -244,7 +244,8 @@ async def rollout(url: str, admin: str, sites: list[tuple[str, str]]) -> dict[st
     agents = [Agent(s, t) for s, t in sites]
     headers = {"Authorization": f"Bearer {admin}"}
     connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=60)
+    # Long-polls wait 25 s; a deployment over 5,000 sites may take a while on a busy machine.
+    timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
         followers = [asyncio.create_task(a.follow(http)) for a in agents]
         try:

@@ -629,6 +629,8 @@ class FleetService:
             site_rows.extend(conn.execute(sites_q))
             stored.update({r.site: r for r in conn.execute(desired_q)})
         changed = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         now = self.clock()
         for site in site_rows:
             models = desired_models(site.name, site.labels, deps, latest)
@@ -647,16 +649,21 @@ class FleetService:
                 "updated_at": now,
             }
             if old is None:
-                conn.execute(
-                    sa.insert(db.desired).values(project=project, site=site.name, **values)
-                )
+                inserts.append({"project": project, "site": site.name, **values})
             else:
-                conn.execute(
-                    sa.update(db.desired)
-                    .where(db.desired.c.project == project, db.desired.c.site == site.name)
-                    .values(**values)
-                )
+                updates.append({"b_project": project, "b_site": site.name, **values})
             changed.append((site.name, envelope))
+        # One batched statement each: a deployment touching thousands of sites is one round
+        # trip per kind, not one per site.
+        if inserts:
+            conn.execute(sa.insert(db.desired), inserts)
+        if updates:
+            conn.execute(
+                sa.update(db.desired)
+                .where(db.desired.c.project == sa.bindparam("b_project"))
+                .where(db.desired.c.site == sa.bindparam("b_site")),
+                updates,
+            )
         return changed
 
     def _after_desired(self, project: str, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
