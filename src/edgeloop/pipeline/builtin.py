@@ -4,4 +4,5 @@ from __future__ import annotations
 
 BUILTIN: dict[str, str] = {
     "example": "edgeloop.pipeline.examples:EXAMPLE",
+    "retrain-tabular": "edgeloop.pipeline.retrain:RETRAIN",
 }

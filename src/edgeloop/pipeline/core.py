@@ -69,6 +69,8 @@ class CorePipelines:
         if run_id is not None:
             inputs.update(self.runs.get_run(run_id).params)
         inputs.update(params or {})
+        if "workspace" in pipeline.inputs:  # steps that use the registry find it here
+            inputs["workspace"] = str(self.ws.root)
         inputs = {k: v for k, v in inputs.items() if k in pipeline.inputs}
         ex = get_executor(spec)
         try:

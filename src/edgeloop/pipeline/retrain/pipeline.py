@@ -1,0 +1,340 @@
+"""The retraining steps: prepare, validate, train, evaluate, gate, register.
+
+Each is an ordinary `@step`; reuse them in your own pipeline or replace one by writing a step
+of the same name and output type (see docs/pipelines.md). Settings arrive in the `config`
+run input (defaults in DEFAULTS); `window` is the trigger window, `workspace` the core's
+workspace directory (filled in by `edgeloop core` and `edgeloop pipeline run`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from edgeloop.errors import ModelNotFound, PipelineError
+from edgeloop.pipeline.dsl import Artifact, Step, StepContext, step
+from edgeloop.pipeline.graph import Pipeline
+from edgeloop.pipeline.retrain import data
+
+DEFAULTS: dict[str, Any] = {
+    "model": None,  # required: the registered model's name
+    "n_features": None,  # required: feature count of a row
+    "labels": None,  # allowed label values; None: any
+    "max_site_share": 0.5,  # no site may be more than this share of the training data
+    "holdout_fraction": 0.2,  # frozen holdout: chosen by request id, never trained on
+    "min_improvement": 0.0,  # candidate accuracy must beat the champion's by this much
+    "max_site_regression": 0.05,  # and may lose at most this much on any one site
+    "min_rows": 10,
+    "C": 1.0,
+}
+
+
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    merged = {**DEFAULTS, **config}
+    for required in ("model", "n_features"):
+        if merged[required] is None:
+            raise PipelineError(
+                f"retraining needs config.{required}; set it in the pipeline's "
+                "params in edgeloop.yaml"
+            )
+    return merged
+
+
+def _read(ctx: StepContext, key: str) -> bytes:
+    out: bytes = ctx.store.get(key).read()
+    return out
+
+
+@step
+def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Join the window's capture and label batches by request id with the previous snapshot."""
+    cfg = settings(config)
+    members = window.get("members", [])
+    captures = [m for m in members if str(m.get("key", "")).startswith("captures/")]
+    labels = [m for m in members if str(m.get("key", "")).startswith("labels/")]
+    new = data.join(
+        [data.from_parquet(_read(ctx, m["key"])) for m in captures],
+        [data.from_parquet(_read(ctx, m["key"])) for m in labels],
+    )
+    pointer = f"datasets/{cfg['model']}/latest"
+    previous = None
+    try:
+        previous_key = _read(ctx, pointer).decode()
+        previous = data.from_parquet(_read(ctx, previous_key))
+    except KeyError:  # ObjectNotFound is a KeyError: the first snapshot
+        previous_key = None
+    snapshot = data.union(previous, new)
+    key = f"datasets/{cfg['model']}/{ctx.run_id}.parquet"
+    info = ctx.store.put(key, data.to_parquet(snapshot))
+    ctx.store.put(pointer, key.encode())
+    return {
+        "snapshot": Artifact(key, info.sha256, info.size),
+        "rows": snapshot.num_rows,
+        "new_rows": new.num_rows,
+        "new_ids": new["request_id"].to_pylist(),
+        "previous": previous_key,
+        "captures": [
+            {"key": m["key"], "sha256": m.get("sha256"), "site": m.get("site")} for m in captures
+        ],
+        "labels": [
+            {"key": m["key"], "sha256": m.get("sha256"), "site": m.get("site")} for m in labels
+        ],
+    }
+
+
+@step
+def validate(prepare: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Quarantine bad rows (schema, NaN/Inf, unknown labels) and cap any one site's share."""
+    cfg = settings(config)
+    table = data.from_parquet(ctx.read_artifact(prepare["snapshot"]))
+    clean, reasons = data.quarantine(table, int(cfg["n_features"]), cfg["labels"])
+    capped, dropped = data.cap_site_share(clean, float(cfg["max_site_share"]))
+    if capped.num_rows < int(cfg["min_rows"]):
+        raise PipelineError(
+            f"only {capped.num_rows} usable rows after validation "
+            f"(quarantined: {reasons}); need {cfg['min_rows']}"
+        )
+    return {
+        "dataset": ctx.put_artifact("clean.parquet", data.to_parquet(capped)),
+        "rows": capped.num_rows,
+        "quarantined": reasons,
+        "capped": dropped,
+    }
+
+
+def _arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    x = np.asarray(table["features"].to_pylist(), dtype=np.float32)
+    return (
+        x,
+        np.asarray(table["label"].to_pylist()),
+        table["site"].to_pylist(),
+        table["request_id"].to_pylist(),
+    )
+
+
+@step
+def train(validate: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Fit a logistic regression on everything outside the frozen holdout; package as ONNX."""
+    from sklearn.linear_model import LogisticRegression
+
+    from edgeloop.serving.packaging import package_estimator
+
+    cfg = settings(config)
+    x, y, _sites, rids = _arrays(data.from_parquet(ctx.read_artifact(validate["dataset"])))
+    train_mask = np.array([data.stable_fraction(r) >= cfg["holdout_fraction"] for r in rids])
+    model = LogisticRegression(C=float(cfg["C"]), max_iter=500).fit(x[train_mask], y[train_mask])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "package"
+        package_estimator(
+            model,
+            out,
+            name=cfg["model"],
+            version=1,
+            metrics={"train_rows": float(train_mask.sum())},
+        )
+        files = {
+            p.relative_to(out).as_posix(): ctx.put_artifact(
+                "package/" + p.relative_to(out).as_posix(), p.read_bytes()
+            )
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+        }
+    return {"package": files, "train_rows": int(train_mask.sum())}
+
+
+def _onnx_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(["label"], {name: x})[0])
+
+
+def _scores(pred: np.ndarray, y: np.ndarray, sites: list[str]) -> dict[str, Any]:
+    per_site: dict[str, list[bool]] = defaultdict(list)
+    for ok, site in zip((pred.astype(str) == y.astype(str)).tolist(), sites, strict=True):
+        per_site[site].append(ok)
+    ok_all = [v for vs in per_site.values() for v in vs]
+    return {
+        "accuracy": float(np.mean(ok_all)) if ok_all else 0.0,
+        "rows": len(ok_all),
+        "per_site": {s: float(np.mean(v)) for s, v in sorted(per_site.items())},
+    }
+
+
+@step
+def evaluate(
+    train: dict[str, Any],
+    validate: dict[str, Any],
+    prepare: dict[str, Any],
+    config: dict[str, Any],
+    workspace: str,
+    ctx: StepContext,
+) -> dict[str, Any]:
+    """Score candidate and champion on the frozen holdout and on the recent (new) holdout rows,
+    overall and per site."""
+    from edgeloop.registry.workspace import open_registry
+    from edgeloop.workspace import Workspace
+
+    cfg = settings(config)
+    x, y, sites, rids = _arrays(data.from_parquet(ctx.read_artifact(validate["dataset"])))
+    hold = np.array([data.stable_fraction(r) < cfg["holdout_fraction"] for r in rids])
+    recent_ids = set(prepare["new_ids"])
+    recent = hold & np.array([r in recent_ids for r in rids])
+    model_file = next(k for k in train["package"] if k.endswith(".onnx"))
+    candidate = ctx.read_artifact(train["package"][model_file])
+    result: dict[str, Any] = {"candidate": {}, "champion": None, "champion_version": None}
+    hold_sites = [s for s, h in zip(sites, hold, strict=True) if h]
+    recent_sites = [s for s, h in zip(sites, recent, strict=True) if h]
+    pred = _onnx_predict(candidate, x[hold]) if hold.any() else np.array([])
+    result["candidate"] = {
+        "holdout": _scores(pred, y[hold], hold_sites),
+        "recent": _scores(
+            _onnx_predict(candidate, x[recent]) if recent.any() else np.array([]),
+            y[recent],
+            recent_sites,
+        ),
+    }
+    registry = open_registry(Workspace.load(Path(workspace)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = registry.fetch(cfg["model"], "champion", Path(tmp) / "champion")
+            champion = (fetched.root / fetched.manifest.model_file).read_bytes()
+            result["champion_version"] = fetched.manifest.version
+    except ModelNotFound:
+        return result
+    finally:
+        registry.close()
+    result["champion"] = {
+        "holdout": _scores(
+            _onnx_predict(champion, x[hold]) if hold.any() else np.array([]), y[hold], hold_sites
+        ),
+        "recent": _scores(
+            _onnx_predict(champion, x[recent]) if recent.any() else np.array([]),
+            y[recent],
+            recent_sites,
+        ),
+    }
+    return result
+
+
+@step
+def gate(evaluate: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Pass the candidate only if it beats the champion by `min_improvement` on the holdout
+    and loses no more than `max_site_regression` on any site."""
+    cfg = settings(config)
+    cand = evaluate["candidate"]["holdout"]
+    champ = evaluate["champion"]
+    reasons: list[str] = []
+    if champ is not None:
+        champ = champ["holdout"]
+        need = champ["accuracy"] + float(cfg["min_improvement"])
+        if cand["accuracy"] < need:
+            reasons.append(
+                f"holdout accuracy {cand['accuracy']:.4f} < champion "
+                f"{champ['accuracy']:.4f} + {cfg['min_improvement']}"
+            )
+        for site, acc in champ["per_site"].items():
+            mine = cand["per_site"].get(site, 0.0)
+            if acc - mine > float(cfg["max_site_regression"]):
+                reasons.append(
+                    f"site {site}: accuracy {mine:.4f} regresses more than "
+                    f"{cfg['max_site_regression']} from {acc:.4f}"
+                )
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "candidate": cand["accuracy"],
+        "champion": None if champ is None else champ["accuracy"],
+    }
+
+
+@step
+def register(
+    gate: dict[str, Any],
+    train: dict[str, Any],
+    prepare: dict[str, Any],
+    validate: dict[str, Any],
+    config: dict[str, Any],
+    workspace: str,
+    ctx: StepContext,
+) -> dict[str, Any]:
+    """Package, sign and register the candidate with its lineage (emits `model.registered`),
+    or record the gate's refusal and register nothing."""
+    if not gate["passed"]:
+        return {
+            "registered": False,
+            "refused": gate["reasons"],
+            "gate": gate,
+            "quarantined": validate["quarantined"],
+            "capped": validate["capped"],
+        }
+    from edgeloop import __version__
+    from edgeloop.registry.lineage import DatasetRef, Lineage, ObjectRef
+    from edgeloop.registry.workspace import open_registry
+    from edgeloop.workspace import Workspace
+
+    cfg = settings(config)
+    snap = prepare["snapshot"]
+    lineage = Lineage(
+        captures=[
+            ObjectRef(key=c["key"], sha256=c["sha256"], site=c.get("site"))
+            for c in prepare["captures"]
+        ],
+        labels=[
+            ObjectRef(key=c["key"], sha256=c["sha256"], site=c.get("site"))
+            for c in prepare["labels"]
+        ],
+        dataset=DatasetRef(
+            snapshot=ctx.run_id, key=snap.key, sha256=snap.sha256, rows=prepare["rows"]
+        ),
+        pipeline="retrain-tabular",
+        run_id=ctx.run_id,
+        code_version=f"edgeloop {__version__}",
+        parameters={k: v for k, v in cfg.items() if k != "labels"},
+    )
+    registry = open_registry(Workspace.load(Path(workspace)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "package"
+            for rel, art in train["package"].items():
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(ctx.read_artifact(art))
+            info = registry.register(
+                root, lineage=lineage, source_key=ctx.run_id, aliases=["candidate"]
+            )
+    finally:
+        registry.close()
+    return {
+        "registered": True,
+        "model": info.name,
+        "version": info.version,
+        "quarantined": validate["quarantined"],
+        "capped": validate["capped"],
+        "gate": gate,
+    }
+
+
+STEPS: list[Step] = [prepare, validate, train, evaluate, gate, register]
+
+
+def build_retrain(replace: list[Step] | None = None) -> Pipeline:
+    """The retraining pipeline, with any of its steps swapped for yours (matched by name)."""
+    by_name = {s.name: s for s in STEPS}
+    for s in replace or []:
+        by_name[s.name] = s
+    return Pipeline.build(
+        "retrain-tabular",
+        list(by_name.values()),
+        inputs={"window": dict, "config": dict, "workspace": str},
+        description="Retrain a tabular scikit-learn model on new captures and labels.",
+    )
+
+
+RETRAIN = build_retrain()
