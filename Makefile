@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= dev,postgres
+EXTRAS ?= dev,postgres,ray,kfp
 PYTEST_ARGS ?=
 
 .PHONY: help venv system-deps demo test test-all bench lint fmt clean

@@ -74,7 +74,7 @@ def runs(
     workspace: Path | None = WorkspaceOption,
 ) -> None:
     """List recent runs with their state and timing, or one run with each step's status."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from edgeloop.pipeline.core import core_site
     from edgeloop.pipeline.runs import RunStore
@@ -91,7 +91,15 @@ def runs(
             for r in records:
                 print_json(r.to_dict())
             return
-        table = Table("run", "pipeline", "state", "trigger", "steps", "seconds", "created")
+        table = Table(
+            Column("run", no_wrap=True),
+            Column("pipeline", no_wrap=True),
+            "state",
+            Column("trigger", overflow="fold"),
+            "steps",
+            "seconds",
+            Column("created", no_wrap=True),
+        )
         for r in records:
             done = sum(s.state == "succeeded" for s in r.steps)
             secs = sum(s.seconds or 0 for s in r.steps)
