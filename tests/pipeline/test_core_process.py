@@ -147,7 +147,7 @@ def test_pipeline_run_and_runs_cli(tmp_path: Path) -> None:
     listed = subprocess.run(
         edgeloop("pipeline", "runs", "-w", str(ws)),
         cwd=ws,
-        env=env(tmp_path),
+        env=env(tmp_path, COLUMNS="160"),
         capture_output=True,
         text=True,
         check=True,
