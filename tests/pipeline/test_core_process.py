@@ -212,3 +212,35 @@ def test_builtin_example_pipeline_runs(tmp_path: Path, name: str) -> None:
         check=True,
     )
     assert '"keys":["a","b"]' in out.stdout
+
+
+def test_manual_trigger_cli_then_core_once(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    config = ws / "edgeloop.yaml"
+    config.write_text(
+        config.read_text() + "  - name: by-hand\n    pipeline: example\n    event: manual\n"
+    )
+    for _ in range(2):  # the same window twice: one run
+        subprocess.run(
+            edgeloop("pipeline", "trigger", "by-hand", "--window", "t1", "-w", str(ws)),
+            cwd=ws,
+            env=env(tmp_path),
+            check=True,
+            capture_output=True,
+        )
+    subprocess.run(
+        edgeloop("core", "--once", "-w", str(ws)),
+        cwd=ws,
+        env=env(tmp_path),
+        check=True,
+        capture_output=True,
+    )
+    assert run_states(ws) == [("w-by-hand-t1", "succeeded")]
+    bad = subprocess.run(
+        edgeloop("pipeline", "trigger", "nope", "-w", str(ws)),
+        cwd=ws,
+        env=env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "no trigger rule 'nope'" in bad.stderr

@@ -139,6 +139,32 @@ def _print_run(record: object) -> None:
         console.print(f"[red]error:[/] {record.error}", markup=True, highlight=False)
 
 
+@app.command("trigger")
+def trigger(
+    rule: str = typer.Argument(..., help="A trigger rule's name from edgeloop.yaml."),
+    window: str = typer.Option(
+        None, "--window", help="Window id; firing the same id again starts nothing new."
+    ),
+    site: str = typer.Option(None, "--site"),
+    workspace: Path | None = WorkspaceOption,
+) -> None:
+    """Fire a trigger rule by hand: claim a window now; `edgeloop core` starts its run."""
+    from edgeloop.pipeline.core import CorePipelines
+
+    with friendly_errors():
+        core = CorePipelines.open(load_workspace(workspace), site)
+        try:
+            worker = core.worker()
+            if rule not in {r.name for r in worker.rules}:
+                raise PipelineError(
+                    f"no trigger rule {rule!r}; rules: {sorted(r.name for r in worker.rules)}"
+                )
+            run_id = worker.fire(rule, f"{rule}:{window}" if window else None)
+        finally:
+            core.close()
+        console.print(f"claimed run {run_id}; `edgeloop core` starts it")
+
+
 @app.command("compile")
 def compile_cmd(
     name: str = typer.Argument(..., help="Pipeline name or module:attr."),
