@@ -50,7 +50,7 @@ def _read(ctx: StepContext, key: str) -> bytes:
     return out
 
 
-@step
+@step(cache=False)  # reads state outside its inputs (store, registry)
 def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Join the window's capture and label batches by request id with the previous snapshot."""
     cfg = settings(config)
@@ -167,7 +167,7 @@ def _scores(pred: np.ndarray, y: np.ndarray, sites: list[str]) -> dict[str, Any]
     }
 
 
-@step
+@step(cache=False)  # reads state outside its inputs (store, registry)
 def evaluate(
     train: dict[str, Any],
     validate: dict[str, Any],
@@ -254,7 +254,7 @@ def gate(evaluate: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@step
+@step(cache=False)  # reads state outside its inputs (store, registry)
 def register(
     gate: dict[str, Any],
     train: dict[str, Any],
