@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgeloop.errors import ConfigError
 from edgeloop.journal.base import Journal, JournalSink
 from edgeloop.pipeline.cache import StoreCache
-from edgeloop.pipeline.executors import get_executor
+from edgeloop.pipeline.executors import Executor, get_executor
 from edgeloop.pipeline.runner import run_pipeline
 from edgeloop.pipeline.runs import RunRecord, RunStore
 from edgeloop.pipeline.triggers import TriggerWorker, pipeline_table, resolve
@@ -38,6 +38,7 @@ class CorePipelines:
     journal: Journal
     store: Any
     default_executor: str | None = None
+    _executors: dict[str, Executor] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -72,21 +73,19 @@ class CorePipelines:
         if "workspace" in pipeline.inputs:  # steps that use the registry find it here
             inputs["workspace"] = str(self.ws.root)
         inputs = {k: v for k, v in inputs.items() if k in pipeline.inputs}
-        ex = get_executor(spec)
-        try:
-            return run_pipeline(
-                pipeline,
-                runs=self.runs,
-                executor=ex,
-                inputs=inputs,
-                run_id=run_id,
-                store=self.store,
-                cache=StoreCache(self.store),
-                events=JournalSink(self.journal),
-                site=self.site,
-            )
-        finally:
-            ex.close()
+        if spec not in self._executors:  # kept for the core's life: a Ray cluster starts once
+            self._executors[spec] = get_executor(spec)
+        return run_pipeline(
+            pipeline,
+            runs=self.runs,
+            executor=self._executors[spec],
+            inputs=inputs,
+            run_id=run_id,
+            store=self.store,
+            cache=StoreCache(self.store),
+            events=JournalSink(self.journal),
+            site=self.site,
+        )
 
     def worker(self) -> TriggerWorker:
         """A trigger worker over this core's journal, starting runs through `run`."""
@@ -99,5 +98,8 @@ class CorePipelines:
         return TriggerWorker(rules, self.journal, self.runs, start, lookup)
 
     def close(self) -> None:
+        for ex in self._executors.values():
+            ex.close()
+        self._executors.clear()
         self.runs.close()
         self.journal.close()
