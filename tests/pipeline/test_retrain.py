@@ -163,3 +163,39 @@ def test_failing_step_registers_nothing(ws: Workspace) -> None:
         assert registry.models() == []
     finally:
         registry.close()
+
+
+@pytest.mark.ray
+def test_same_retraining_pipeline_on_local_ray(ws: Workspace, ray_executor: object) -> None:
+    land(ws, "edge-a", "b1", clean_rows("edge-a", 150, 1))
+    land(ws, "edge-b", "b1", clean_rows("edge-b", 150, 2))
+    core = CorePipelines.open(ws, executor="ray:local")
+    try:
+        worker = core.worker()
+        worker.poll()
+        worker.start_pending()
+        (run,) = core.runs.list_runs()
+    finally:
+        core.close()
+    assert run.executor == "ray" and run.state == "succeeded", run.error
+    assert run.outputs["result"]["registered"] is True
+    assert [s.step for s in run.steps] == [
+        "prepare",
+        "validate",
+        "train",
+        "evaluate",
+        "gate",
+        "register",
+    ]
+
+
+def test_retraining_pipeline_compiles_for_kubeflow(tmp_path: Path) -> None:
+    pytest.importorskip("kfp")
+    from kfp import components
+
+    from edgeloop.pipeline.compile.kubeflow import compile_kubeflow
+    from edgeloop.pipeline.retrain import RETRAIN
+
+    out = compile_kubeflow(RETRAIN, tmp_path / "retrain.yaml")
+    component = components.load_component_from_file(str(out))
+    assert component.name == "retrain-tabular"

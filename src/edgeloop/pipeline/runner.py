@@ -43,7 +43,7 @@ def run_pipeline(
         run_id = runs.create_run(
             pipeline.name, params=inputs, trigger=trigger, executor=executor.name
         )
-    if not runs.start_run(run_id):
+    if not runs.start_run(run_id, executor.name):
         return runs.get_run(run_id)  # already started elsewhere: exactly-once start
     _emit(events, EventType.RUN_STARTED, site, run_id, pipeline.name, {})
     failed: list[StepRecord] = []

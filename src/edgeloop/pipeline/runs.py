@@ -178,12 +178,14 @@ class RunStore:
                 c.execute(sql, row)
         return run_id
 
-    def start_run(self, run_id: str) -> bool:
-        """Move a pending run to running; False if it was not pending (someone else started it)."""
+    def start_run(self, run_id: str, executor: str | None = None) -> bool:
+        """Move a pending run to running (recording the executor that really runs it); False
+        if it was not pending (someone else started it)."""
         with self.transaction() as c:
             cur = c.execute(
-                "UPDATE runs SET state = ?, started_at = ? WHERE run_id = ? AND state = ?",
-                (RUNNING, now_iso(), run_id, PENDING),
+                "UPDATE runs SET state = ?, started_at = ?, executor = coalesce(?, executor) "
+                "WHERE run_id = ? AND state = ?",
+                (RUNNING, now_iso(), executor, run_id, PENDING),
             )
             return cur.rowcount == 1
 
