@@ -36,7 +36,7 @@ def serve(
     ),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Server processes."),
     server: str = typer.Option(
-        "granian", "--server", help="ASGI server: granian (measured faster) or uvicorn."
+        "granian", "--server", help="ASGI server: granian or uvicorn (see docs/benchmarks.md)."
     ),
     site: str | None = typer.Option(
         None,
