@@ -71,3 +71,24 @@ def test_a_failing_step_fails_the_kfp_run(tmp_path: Path, monkeypatch: pytest.Mo
     )
     with pytest.raises(RuntimeError, match="FAILURE"):
         components.load_component_from_file(str(out))(run_inputs=json.dumps({"n": 1}))
+
+
+def test_artifacts_pass_through_the_store_under_kfp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    from kfp import components, local
+
+    from edgeloop.pipeline.compile.kubeflow import compile_kubeflow
+    from edgeloop.store import open_store
+    from tests.pipeline.steps_for_tests import ARTIFACTS
+
+    store_dir = tmp_path / "store"
+    out = compile_kubeflow(ARTIFACTS, tmp_path / "artifacts.yaml", store_url=str(store_dir))
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root")
+    )
+    task = components.load_component_from_file(str(out))(run_inputs=json.dumps({"n": 2}))
+    assert json.loads(task.output) == 512
+    keys = [o.key for o in open_store(str(store_dir)).list("pipelines/runs/")]
+    assert len(keys) == 1 and keys[0].endswith("/blob/blob.bin")

@@ -171,6 +171,9 @@ def compile_cmd(
     target: str = typer.Option("kubeflow", "--target", help="Only kubeflow for now."),
     output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o"),
     image: str = typer.Option("edgeloop:latest", "--image", help="Container image with edgeloop."),
+    store: str = typer.Option(
+        "", "--store", help="Store URL steps use for artifacts (e.g. s3://bucket/core)."
+    ),
     workspace: Path | None = WorkspaceOption,
 ) -> None:
     """Compile a pipeline into a Kubeflow Pipelines v2 YAML, one container component per step."""
@@ -185,7 +188,7 @@ def compile_cmd(
             configs = {}
         from edgeloop.pipeline.compile.kubeflow import compile_kubeflow
 
-        compile_kubeflow(resolve(name, configs), output, image=image)
+        compile_kubeflow(resolve(name, configs), output, image=image, store_url=store)
         console.print(f"wrote {output}")
 
 

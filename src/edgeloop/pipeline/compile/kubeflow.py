@@ -24,6 +24,8 @@ def _step_component(image: str) -> Any:
         ref: str,
         names: str,
         run_inputs: str,
+        store: str,
+        run_id: str,
         in0: str = "",
         in1: str = "",
         in2: str = "",
@@ -42,6 +44,7 @@ def _step_component(image: str) -> Any:
         slots = [in0, in1, in2, in3, in4, in5, in6, in7]
         for i, name in enumerate(n for n in names.split(",") if n):
             values[name] = json.loads(slots[i])
+        extra = ["--run-id", run_id] + (["--store", store] if store else [])
         done = subprocess.run(
             [
                 sys.executable,
@@ -52,6 +55,7 @@ def _step_component(image: str) -> Any:
                 ref,
                 "--inputs",
                 json.dumps(values),
+                *extra,
             ],
             capture_output=True,
             text=True,
@@ -63,7 +67,9 @@ def _step_component(image: str) -> Any:
     return edgeloop_step
 
 
-def build_kfp_pipeline(pipeline: Pipeline, *, image: str = "edgeloop:latest") -> Any:
+def build_kfp_pipeline(
+    pipeline: Pipeline, *, image: str = "edgeloop:latest", store_url: str = ""
+) -> Any:
     """The kfp pipeline function for `pipeline` (run inputs arrive as one JSON string)."""
     try:
         from kfp import dsl
@@ -80,13 +86,20 @@ def build_kfp_pipeline(pipeline: Pipeline, *, image: str = "edgeloop:latest") ->
     component = _step_component(image)
 
     @dsl.pipeline(name=pipeline.name.replace("_", "-"), description=pipeline.description or None)
-    def kfp_pipeline(run_inputs: str = "{}") -> str:
+    def kfp_pipeline(run_inputs: str = "{}", store: str = store_url) -> str:
         tasks: dict[str, Any] = {}
         for name in pipeline.order:
             step = pipeline.steps[name]
             upstream = pipeline.upstream(name)
             slots = {f"in{i}": tasks[u].output for i, u in enumerate(upstream)}
-            task = component(ref=step.ref, names=",".join(upstream), run_inputs=run_inputs, **slots)
+            task = component(
+                ref=step.ref,
+                names=",".join(upstream),
+                run_inputs=run_inputs,
+                store=store,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,  # artifacts land under this run's id
+                **slots,
+            )
             task.set_display_name(name)
             task.set_caching_options(step.cache)
             if step.retries:
@@ -104,9 +117,13 @@ def build_kfp_pipeline(pipeline: Pipeline, *, image: str = "edgeloop:latest") ->
     return kfp_pipeline
 
 
-def compile_kubeflow(pipeline: Pipeline, output: Path, *, image: str = "edgeloop:latest") -> Path:
-    """Write the KFP v2 YAML for `pipeline` to `output`."""
+def compile_kubeflow(
+    pipeline: Pipeline, output: Path, *, image: str = "edgeloop:latest", store_url: str = ""
+) -> Path:
+    """Write the KFP v2 YAML for `pipeline` to `output`; `store_url` (a pipeline parameter,
+    overridable per run) is where steps write and read artifacts."""
     from kfp import compiler
 
-    compiler.Compiler().compile(build_kfp_pipeline(pipeline, image=image), str(output))
+    pipeline_func = build_kfp_pipeline(pipeline, image=image, store_url=store_url)
+    compiler.Compiler().compile(pipeline_func, str(output))
     return output
