@@ -78,10 +78,10 @@ def test_artifacts_pass_through_the_store_under_kfp(
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     from kfp import components, local
+    from tests.pipeline.steps_for_tests import ARTIFACTS
 
     from edgeloop.pipeline.compile.kubeflow import compile_kubeflow
     from edgeloop.store import open_store
-    from tests.pipeline.steps_for_tests import ARTIFACTS
 
     store_dir = tmp_path / "store"
     out = compile_kubeflow(ARTIFACTS, tmp_path / "artifacts.yaml", store_url=str(store_dir))
