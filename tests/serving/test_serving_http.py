@@ -184,3 +184,28 @@ def test_body_limit_is_configurable(tmp_path: Path, repo: Path) -> None:
             f"{running.url}/v2/models/demo/feedback", json={"request_id": "x", "label": 1}
         )
         assert feedback.status_code == 503  # no capture store configured
+
+
+def test_requests_above_the_in_flight_limit_get_503_with_retry_after(
+    tmp_path: Path, repo: Path
+) -> None:
+    import socket
+
+    config = ServeConfig(repository=repo, state_dir=tmp_path / "s", max_in_flight=2)
+    with serving(config) as running:
+        slow = []
+        for _ in range(2):  # clients that send headers and never finish the body
+            sock = socket.create_connection(("127.0.0.1", running.port))
+            sock.sendall(
+                b"POST /v2/models/demo/infer HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            slow.append(sock)
+        url = f"{running.url}/v2/models/demo/infer"
+        refused = wait_for(
+            lambda: (r := httpx.post(url, json=infer_body())).status_code == 503 and r
+        )
+        assert refused.headers["retry-after"] == "1" and "capacity" in refused.json()["error"]
+        for sock in slow:
+            sock.close()
+        wait_for(lambda: httpx.post(url, json=infer_body()).status_code == 200)

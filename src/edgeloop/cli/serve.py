@@ -95,6 +95,9 @@ def serve(
     max_queue_rows: int = typer.Option(
         4096, "--max-queue-rows", min=1, help="Queued rows per model before answering 503."
     ),
+    max_in_flight: int = typer.Option(
+        1024, "--max-in-flight", min=1, help="Inference requests in progress before answering 503."
+    ),
     intra_op_threads: int = typer.Option(
         1, "--intra-op-threads", min=1, help="onnxruntime threads per model call."
     ),
@@ -133,6 +136,7 @@ def serve(
             spool_max_bytes=spool_max_bytes, spool_full_policy=spool_full_policy,
             max_body_bytes=max_body_bytes, batching=batching, max_batch_rows=max_batch_rows,
             max_delay_ms=max_delay_ms, max_queue_rows=max_queue_rows,
+            max_in_flight=max_in_flight,
             intra_op_threads=intra_op_threads, trusted_types=trust_type,
             poll_interval=poll_interval,
         )  # fmt: skip

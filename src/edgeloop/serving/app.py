@@ -58,6 +58,8 @@ class ServingApp:
         # Request ids for clients that send none: unique per process start, cheap to make.
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
+        self.max_in_flight = server.config.max_in_flight
+        self._in_flight = 0
         self._latency: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,6 +160,22 @@ class ServingApp:
 
     # -- inference ---------------------------------------------------------------------
     async def _infer(
+        self, name: str, version: int | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        # Requests still reading their body or waiting on the model hold memory: bound them.
+        if self._in_flight >= self.max_in_flight:
+            self._count(name, 503)
+            self.metrics.overloaded.labels(name).inc()
+            message = f"server at capacity ({self._in_flight} requests in flight); retry shortly"
+            await _respond(send, 503, error_body(message), [(b"retry-after", b"1")])
+            return
+        self._in_flight += 1
+        try:
+            await self._infer_admitted(name, version, scope, receive, send)
+        finally:
+            self._in_flight -= 1
+
+    async def _infer_admitted(
         self, name: str, version: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         started = time.perf_counter()

@@ -41,6 +41,7 @@ class ServeConfig(BaseModel):
     max_batch_rows: int = Field(default=64, ge=1)
     max_delay_ms: float = Field(default=0.0, ge=0)
     max_queue_rows: int = Field(default=4096, ge=1)
+    max_in_flight: int = Field(default=1024, ge=1)
     intra_op_threads: int = Field(default=1, ge=1)
     inter_op_threads: int = Field(default=1, ge=1)
     trusted_types: list[str] = Field(default_factory=list)
