@@ -209,3 +209,27 @@ def test_requests_above_the_in_flight_limit_get_503_with_retry_after(
         for sock in slow:
             sock.close()
         wait_for(lambda: httpx.post(url, json=infer_body()).status_code == 200)
+
+
+def test_site_in_a_workspace_captures_to_its_store_and_journals_batches(
+    workspace_dir: Path, repo: Path
+) -> None:
+    from edgeloop.workspace import Workspace
+
+    ws = Workspace.load(workspace_dir)
+    site = ws.sites(tier=None)[-1].name
+    config = ServeConfig(
+        repository=repo,
+        site=site,
+        state_dir=ws.state_dir(site) / "serving",
+        capture_to=str(ws.root / ws.site(site).store),
+        journal_path=ws.journal_path(site),
+        capture_batch_seconds=0.1,
+    )
+    with serving(config) as running:
+        httpx.post(f"{running.url}/v2/models/demo/infer", json=infer_body(1, "ws-1"))
+        journal = ws.journal(site)
+        events = wait_for(lambda: journal.read(types=["object.created"]))
+    key = events[0].event.subject
+    assert key.startswith(f"captures/demo/{site}/") and key.endswith(".parquet")
+    assert (ws.root / ws.site(site).store / key).is_file()
