@@ -237,7 +237,16 @@ class Agent:
             if wanted != self.loaded:
                 self.loaded = wanted
                 self.applied.extend(wanted.values())
+                await self.report(http)
+
+    async def report(self, http: aiohttp.ClientSession) -> None:
+        """Heartbeat after applying, retried: a dropped heartbeat must not stall the agent."""
+        for _ in range(20):
+            try:
                 await self.heartbeat(http)
+                return
+            except (TimeoutError, aiohttp.ClientError):
+                await asyncio.sleep(0.5)
 
 
 async def rollout(url: str, admin: str, sites: list[tuple[str, str]]) -> dict[str, Any]:
