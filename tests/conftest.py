@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgeloop.testing.postgres import PostgresServer, find_pg_bin
-from edgeloop.testing.s3server import S3Server
+# Test files are imported in importlib mode (so two areas may both have a test_cli.py);
+# helper modules that live beside their tests are made importable by name here.
+for _area in sorted(Path(__file__).parent.iterdir()):
+    if _area.is_dir() and not _area.name.startswith(("_", ".")) and str(_area) not in sys.path:
+        sys.path.insert(0, str(_area))
+
+from edgeloop.testing.postgres import PostgresServer, find_pg_bin  # noqa: E402
+from edgeloop.testing.s3server import S3Server  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,12 @@ import logging
 import typer
 
 from edgeloop import __version__
-from edgeloop.cli import drift, journal, models
 from edgeloop.cli import core as core_cmd
-from edgeloop.cli import pipeline as pipeline_cmd
 from edgeloop.cli import demo as demo_cmd
+from edgeloop.cli import drift, journal, models
 from edgeloop.cli import fleet as fleet_cmd
 from edgeloop.cli import init as init_cmd
+from edgeloop.cli import pipeline as pipeline_cmd
 from edgeloop.cli import replicate as replicate_cmd
 from edgeloop.cli import serve as serve_cmd
 from edgeloop.cli import store as store_cmd

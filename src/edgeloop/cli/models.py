@@ -17,7 +17,9 @@ app = typer.Typer(
 @app.command("package")
 def package(
     estimator: Path = typer.Argument(
-        ..., exists=True, dir_okay=False,
+        ...,
+        exists=True,
+        dir_okay=False,
         help="A fitted scikit-learn estimator saved with skops (skops.io.dump).",
     ),
     name: str = typer.Option(..., "--name", help="Model name (lowercase, digits, '-', '_', '.')."),
