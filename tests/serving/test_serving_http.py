@@ -223,7 +223,7 @@ def test_site_in_a_workspace_captures_to_its_store_and_journals_batches(
         site=site,
         state_dir=ws.state_dir(site) / "serving",
         capture_to=str(ws.root / ws.site(site).store),
-        journal_path=ws.journal_path(site),
+        journal=ws.journal_url(site),
         capture_batch_seconds=0.1,
     )
     with serving(config) as running:

@@ -114,7 +114,7 @@ def serve(
             raise ConfigError("give MODEL_DIR arguments, --repository DIR, or both")
         if server not in ("granian", "uvicorn"):
             raise ConfigError(f"--server must be granian or uvicorn, not {server!r}")
-        journal_path = None
+        journal = None
         ws = _workspace(workspace) if site else None
         if ws is not None and site is not None:
             site_config = ws.site(site)
@@ -123,14 +123,14 @@ def serve(
             if capture_to is None:
                 store = site_config.store
                 capture_to = store if "://" in store else str(ws.root / store)
-            journal_path = ws.journal_path(site)
+            journal = ws.journal_url(site)
         state = (state_dir or Path(".edgeloop-serve")).absolute()
         config = ServeConfig(
             model_dirs=[p.absolute() for p in model_dirs or []],
             repository=repository.absolute() if repository else None,
             host=host, port=port or 8080, workers=workers, server=server,
             site=site or "local", state_dir=state, token_file=token_file,
-            capture_to=capture_to, journal_path=journal_path, capture_sample=capture_sample,
+            capture_to=capture_to, journal=journal, capture_sample=capture_sample,
             capture_batch_records=capture_batch_records,
             capture_batch_seconds=capture_batch_seconds,
             spool_max_bytes=spool_max_bytes, spool_full_policy=spool_full_policy,

@@ -56,6 +56,7 @@ class ControlSettings:
         return cls(
             state_dir=workspace.state_dir(core_site) / "fleet",
             project=workspace.config.project,
+            db_url=workspace.site(core_site).database or "fleet.db",
             journal=workspace.journal(core_site),
             store=workspace.store(core_site),
             core_site=core_site,

@@ -46,7 +46,7 @@ def open_registry(workspace: Workspace, database: str | None = None) -> Registry
     """The registry of `workspace`: SQLite in the core's state dir unless `database` names
     another (e.g. postgresql://...); events go to the core's journal."""
     core = core_site(workspace)
-    url = database or str(workspace.state_dir(core.name) / DATABASE_NAME)
+    url = database or core.database or str(workspace.state_dir(core.name) / DATABASE_NAME)
     key = signing_key_path(workspace)
     return Registry(
         url,

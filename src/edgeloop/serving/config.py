@@ -28,7 +28,8 @@ class ServeConfig(BaseModel):
     token_file: Path | None = None
     # capture
     capture_to: str | None = None
-    journal_path: Path | None = None
+    journal: str | None = None
+    """Journal (SQLite path or postgresql:// URL) that records each capture batch written."""
     capture_sample: float = Field(default=1.0, ge=0.0, le=1.0)
     capture_batch_records: int = Field(default=10_000, ge=1)
     capture_batch_seconds: float = Field(default=60.0, gt=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeloop.journal import JournalSink, SQLiteJournal
+from edgeloop.journal import JournalSink, open_journal
 from edgeloop.serving.app import ServingApp
 from edgeloop.serving.config import SERVE_CONFIG_ENV, ServeConfig
 from edgeloop.serving.package import Verifier
@@ -20,8 +20,8 @@ def capture_store(config: ServeConfig) -> ObjectStore | None:
     if config.capture_to is None:
         return None
     store = open_store(config.capture_to)
-    if config.journal_path is not None:
-        return JournaledStore(store, JournalSink(SQLiteJournal(config.journal_path)), config.site)
+    if config.journal is not None:
+        return JournaledStore(store, JournalSink(open_journal(config.journal)), config.site)
     return store
 
 

@@ -33,6 +33,16 @@ class SiteConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     store: str = Field(description="object store URL; a relative path is inside the workspace")
     serving_port: int | None = Field(default=None, ge=1, le=65535)
+    journal: str | None = Field(
+        default=None,
+        description="event journal: a SQLite path (relative to the workspace) or "
+        "postgresql://...?journal=NAME; default state/<site>/journal.db",
+    )
+    database: str | None = Field(
+        default=None,
+        description="core: SQL database of the registry and the control plane "
+        "(postgresql://...); default SQLite files under state/<site>/",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -114,6 +124,18 @@ class MonitoringConfig(_Strict):
     """The `monitoring:` section: drift windows, significance, thresholds, per-model overrides."""
 
     window: Duration = "1h"
+    every: Duration | None = Field(
+        default="5m", description="how often `edgeloop core` runs drift and quality; null: never"
+    )
+    grace: Duration = Field(
+        default="5m", description="wait this long after a window ends (late captures) to judge it"
+    )
+    catch_up: Duration = Field(
+        default="1d", description="windows ended this long ago and never judged are still judged"
+    )
+    quality_since: Duration = Field(
+        default="24h", description="how far back each scheduled quality pass scores buckets"
+    )
     significance: float = Field(
         default=0.01, gt=0, lt=1, description="family-wise false-alarm rate per report"
     )
@@ -166,6 +188,7 @@ class TriggerRule(_Strict):
         description="what fires it (the key is not `on`: YAML 1.1 reads `on` as true)"
     )
     prefix: str = Field(default="", description="object.replicated: only keys under this prefix")
+    model: str | None = Field(default=None, description="drift.detected: only this model's events")
     min_records: int = Field(default=1, ge=1, description="objects that close a window")
     max_wait: Duration | None = Field(
         default=None, description="close a non-empty window this long after it opened"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeloop.errors import ConfigError
-from edgeloop.journal import Journal, SQLiteJournal
+from edgeloop.journal import Journal, open_journal
 from edgeloop.store import ObjectStore, open_store
 from edgeloop.workspace.config import ReplicationRule, SiteConfig, Tier, WorkspaceConfig
 from edgeloop.workspace.loader import CONFIG_NAME, dump_config, load_config
@@ -51,11 +51,25 @@ class Workspace:
     def store(self, site: str) -> ObjectStore:
         return open_store(self.site(site).store, base_dir=self.root)
 
+    def journal_url(self, site: str) -> str:
+        """The site's journal: its `journal` URL, or SQLite at state/<site>/journal.db."""
+        configured = self.site(site).journal
+        if configured is None:
+            return str(self.state_dir(site) / "journal.db")
+        if "://" in configured or Path(configured).is_absolute():
+            return configured
+        return str(self.root / configured)
+
     def journal_path(self, site: str) -> Path:
-        return self.state_dir(site) / "journal.db"
+        """The site's SQLite journal file; an error when the site journals to PostgreSQL."""
+        url = self.journal_url(site).removeprefix("sqlite:///")
+        if "://" in url:
+            raise ConfigError(f"{self.config_path}: site {site!r} has no SQLite journal ({url})")
+        path = Path(url)
+        return path if path.is_absolute() else self.root / path
 
     def journal(self, site: str) -> Journal:
-        return SQLiteJournal(self.journal_path(site))
+        return open_journal(self.journal_url(site), base_dir=self.root)
 
     def rules(self) -> list[ReplicationRule]:
         return list(self.config.replication)
