@@ -18,7 +18,7 @@ from edgeloop.cli.common import (
     print_json,
     use_progress,
 )
-from edgeloop.errors import ReplicationError
+from edgeloop.errors import ConfigError, ReplicationError
 from edgeloop.replication import (
     JsonReporter,
     Ledger,
@@ -36,7 +36,7 @@ from edgeloop.replication import (
     replicator_for_rule,
     replicator_for_urls,
 )
-from edgeloop.replication.rules import LEDGER_NAME
+from edgeloop.replication.rules import LEDGER_NAME, rules_run_at
 from edgeloop.workspace import ReplicationRule, Workspace
 
 app = typer.Typer(
@@ -93,6 +93,7 @@ def _build(
     options: ReplicationOptions,
     reporter: ProgressReporter,
     as_json: bool,
+    site: str | None = None,
 ) -> list[Replicator]:
     if bool(from_) != bool(to):
         raise typer.BadParameter("give both --from and --to, or neither (to run the rules)")
@@ -127,6 +128,10 @@ def _build(
         ]
     assert workspace is not None
     rules = find_rule(workspace, rule_name)
+    if site is not None:
+        rules = [r for r in rules if r in rules_run_at(workspace, site)]
+        if not rules:
+            raise ConfigError(f"no replication rule of {workspace.config_path} runs at {site}")
     return [
         replicator_for_rule(
             workspace,
@@ -186,10 +191,19 @@ def replicate(
     max_backlog: int = typer.Option(
         100_000, "--max-backlog", min=1, help="Most objects waiting in the on-disk backlog."
     ),
+    poll_interval: float = typer.Option(
+        1.0, "--poll-interval", min=0.01, help="Seconds between source journal reads (--follow)."
+    ),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Put objects that failed for good back in the backlog."
     ),
     rule: str = RuleOption,
+    site: str = typer.Option(
+        None,
+        "--site",
+        help="Run only the rules this site runs: those with an edge end run at that edge, "
+        "others at their source (what `edgeloop up` starts per site).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON lines on stdout instead of text."),
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -204,6 +218,7 @@ def replicate(
             bwlimit=parse_rate(bwlimit),
             anti_entropy_interval=anti_entropy_interval,
             max_backlog=max_backlog,
+            poll_interval=poll_interval,
         )
         reporter = _reporter(as_json)
         replicators = _build(
@@ -218,6 +233,7 @@ def replicate(
             options,
             reporter,
             as_json,
+            site,
         )
         snapshots = _run(replicators, follow=follow, full=full, retry_failed=retry_failed)
     failed = sum(s.failed for s in snapshots)

@@ -18,7 +18,7 @@ from edgeloop.replication.rate import parse_rate
 from edgeloop.replication.replicator import ReplicationOptions, Replicator
 from edgeloop.store import open_store, validate_prefix
 from edgeloop.workspace import Workspace
-from edgeloop.workspace.config import ReplicationRule
+from edgeloop.workspace.config import ReplicationRule, Tier
 
 LEDGER_NAME = "ledger.db"
 EVENTS_NAME = "events.db"
@@ -81,6 +81,21 @@ def rule_options(
         bwlimit=parse_rate(rule.bwlimit),
         anti_entropy_interval=rule.anti_entropy_interval,
     )
+
+
+def rules_run_at(workspace: Workspace, site: str) -> list[ReplicationRule]:
+    """The rules a process at `site` runs: a rule runs at its edge end (edges open only
+    outbound connections, so they push captures up and pull packages down), else at its
+    source."""
+    workspace.site(site)
+    edges = {s.name for s in workspace.sites(Tier.EDGE)}
+
+    def runner(rule: ReplicationRule) -> str:
+        if rule.source in edges:
+            return rule.source
+        return rule.target if rule.target in edges else rule.source
+
+    return [rule for rule in workspace.rules() if runner(rule) == site]
 
 
 def find_rule(workspace: Workspace, name: str | None) -> list[ReplicationRule]:
