@@ -33,6 +33,9 @@ class SiteConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     store: str = Field(description="object store URL; a relative path is inside the workspace")
     serving_port: int | None = Field(default=None, ge=1, le=65535)
+    control_port: int | None = Field(
+        default=None, ge=1, le=65535, description="core: port of the fleet control plane (8700)"
+    )
     journal: str | None = Field(
         default=None,
         description="event journal: a SQLite path (relative to the workspace) or "
