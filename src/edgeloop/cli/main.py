@@ -7,20 +7,67 @@ import logging
 import typer
 
 from edgeloop import __version__
-from edgeloop.cli import core as core_cmd
-from edgeloop.cli import demo as demo_cmd
-from edgeloop.cli import drift, journal, models
-from edgeloop.cli import fleet as fleet_cmd
-from edgeloop.cli import init as init_cmd
-from edgeloop.cli import pipeline as pipeline_cmd
-from edgeloop.cli import replicate as replicate_cmd
-from edgeloop.cli import serve as serve_cmd
-from edgeloop.cli import store as store_cmd
-from edgeloop.cli import tokens as tokens_cmd
-from edgeloop.cli.audit import audit as audit_cmd
+from edgeloop.cli.lazy import LazyCommand, lazy_group
 from edgeloop.settings import get_settings
 
+# Each noun's module is imported only when that noun runs (so `edgeloop replicate` does not
+# load serving or fleet code); `edgeloop --help` shows these summaries without importing.
+COMMANDS = {
+    "init": LazyCommand(
+        "edgeloop.cli.init:init",
+        "Create a workspace: edgeloop.yaml with a core and two edge sites on directory stores.",
+    ),
+    "demo": LazyCommand(
+        "edgeloop.cli.demo:demo",
+        "Run the demo: a core and two edges, capture batches at the edges, replicated to the core.",
+    ),
+    "serve": LazyCommand(
+        "edgeloop.cli.serve:serve",
+        "Serve models over the Open Inference Protocol v2 (REST) with hot swap and capture.",
+    ),
+    "quality": LazyCommand(
+        "edgeloop.cli.drift:quality",
+        "Score live quality (accuracy, F1 or MAE) per site, version and time bucket from labels.",
+    ),
+    "audit": LazyCommand(
+        "edgeloop.cli.audit:audit", "Show who changed what, when and from where (admins only)."
+    ),
+    "core": LazyCommand(
+        "edgeloop.cli.core:core",
+        "Run the core: watch the core journal for trigger events, run pipelines, register "
+        "models, and judge drift and live quality of the captured data.",
+    ),
+    "journal": LazyCommand("edgeloop.cli.journal:app", "Read a site's event journal."),
+    "models": LazyCommand(
+        "edgeloop.cli.models:app", "Package, register, inspect, promote, sign and verify models."
+    ),
+    "replicate": LazyCommand(
+        "edgeloop.cli.replicate:app",
+        "Copy objects between stores: verified by SHA-256, resumable after a crash, each copy "
+        "reported as an object.replicated event.",
+    ),
+    "drift": LazyCommand(
+        "edgeloop.cli.drift:app", "Reference profiles and drift reports over captured data."
+    ),
+    "store": LazyCommand(
+        "edgeloop.cli.store:app",
+        "List, upload, download, print and delete objects in a store (file://, s3:// or a "
+        "workspace site's store).",
+    ),
+    "fleet": LazyCommand(
+        "edgeloop.cli.fleet:app",
+        "Manage the fleet on the control plane: sites, join tokens, deployments, rollouts.",
+    ),
+    "tokens": LazyCommand(
+        "edgeloop.cli.tokens:app", "Create, list and revoke API tokens of the control plane."
+    ),
+    "pipeline": LazyCommand(
+        "edgeloop.cli.pipeline:app", "Run pipelines, list their runs, compile them for Kubeflow."
+    ),
+}
+
 app = typer.Typer(
+    cls=lazy_group(COMMANDS),
     name="edgeloop",
     help="edgeloop: serve models at the edge, capture data, replicate it to the core, retrain, "
     "sign and roll out, in one loop.",
@@ -47,22 +94,6 @@ def main(
         level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-app.command("init")(init_cmd.init)
-app.command("demo")(demo_cmd.demo)
-app.add_typer(journal.app, name="journal")
-app.add_typer(models.app, name="models")
-app.command("serve")(serve_cmd.serve)
-app.add_typer(replicate_cmd.app, name="replicate")
-app.add_typer(drift.app, name="drift")
-app.add_typer(store_cmd.app, name="store")
-app.command("quality")(drift.quality)
-app.add_typer(fleet_cmd.app, name="fleet")
-app.add_typer(tokens_cmd.app, name="tokens")
-app.command("audit")(audit_cmd)
-app.add_typer(pipeline_cmd.app, name="pipeline")
-app.command("core")(core_cmd.core)
 
 
 def run() -> None:
