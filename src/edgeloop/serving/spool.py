@@ -1,4 +1,4 @@
-"""An append-only spool of JSON lines on local disk, in segments that are sealed then uploaded.
+"""An append-only spool of record lines on local disk, in segments that are sealed then uploaded.
 
 A record counts as acknowledged once `sync()` has fsynced it. A segment is written as
 `<id>.open`, renamed to `<id>.seg` when sealed, and deleted only after its batches are in the
