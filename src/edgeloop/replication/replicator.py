@@ -35,7 +35,7 @@ from edgeloop.replication.plan import (
 from edgeloop.replication.progress import ProgressReporter, SilentReporter, Snapshot
 from edgeloop.replication.rate import TokenBucket
 from edgeloop.replication.sinks import as_batch_sink
-from edgeloop.store.base import ObjectStore
+from edgeloop.store.base import ObjectStore, SyncDeferringStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,13 @@ class Replicator:
     ) -> None:
         self.source = source
         self.target = target
+        # Copies go through a view that syncs directories once per batch, before the batch
+        # is evented and marked done; stores without one make each put durable by itself.
+        self._copy_target: ObjectStore = target
+        self._sync_copies: Callable[[], None] = lambda: None
+        if isinstance(target, SyncDeferringStore):
+            view = target.deferring_sync()
+            self._copy_target, self._sync_copies = view, view.sync
         self.ledger = ledger
         self.sink = as_batch_sink(sink)
         self.source_journal = source_journal
@@ -316,7 +323,7 @@ class Replicator:
                 while waiting and len(inflight) < window:
                     entry = waiting.popleft()
                     future = pool.submit(
-                        copy_object, self.source, self.target, entry.task(), self._bucket
+                        copy_object, self.source, self._copy_target, entry.task(), self._bucket
                     )
                     future.add_done_callback(completions.put)
                     inflight[future] = entry
@@ -348,9 +355,11 @@ class Replicator:
         self._flush(finished)
 
     def _flush(self, outcomes: list[CopyOutcome]) -> None:
-        """Emit the events of verified copies, then mark them done (in that order)."""
+        """Make verified copies durable, emit their events, then mark them done (in that
+        order)."""
         if not outcomes:
             return
+        self._sync_copies()
         copies = [o for o in outcomes if not o.gone and o.sha256 is not None]
         events = [
             replicated_event(

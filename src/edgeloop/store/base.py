@@ -68,6 +68,22 @@ class ObjectStore(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class SyncDeferringStore(Protocol):
+    """A store that can batch the durability work of many puts: the view that
+    `deferring_sync()` returns makes its objects visible at once, as always, and durable
+    against power loss only when `sync()` is called (the directory store uses this)."""
+
+    def deferring_sync(self) -> DeferredSyncView: ...
+
+
+@runtime_checkable
+class DeferredSyncView(ObjectStore, Protocol):
+    """A store whose finished puts become durable at the next `sync()`."""
+
+    def sync(self) -> None: ...
+
+
 def iter_chunks(data: PutData, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """Yield the bytes of any PutData as chunks without reading a file object whole."""
     if isinstance(data, bytes | bytearray | memoryview):

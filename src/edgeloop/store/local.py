@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
+import io
 import os
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from edgeloop.errors import InvalidKeyError, ObjectNotFound, StoreError
 from edgeloop.store.base import CHUNK_SIZE, HashingReader, ObjectInfo, PutData, iter_chunks
@@ -20,6 +24,8 @@ TMP_DIR = f"{RESERVED_PREFIX}-tmp"
 SHA_XATTR = "user.edgeloop.sha256"
 # A temp file this old belongs to a writer that died (puts take seconds, not an hour).
 STALE_TEMP_SECONDS = 3600.0
+# Directories whose containment in the root was checked, remembered by inode (bounded).
+PARENT_CACHE_SIZE = 4096
 
 
 def _read_sha(fd_or_path: int | str) -> str | None:
@@ -37,24 +43,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs(directory: Path, root: Path, changed: list[Path]) -> None:
+    """`mkdir -p` below `root`, appending to `changed` the parent of each directory made."""
+    if directory == root:
+        return
+    try:
+        directory.mkdir()
+    except FileNotFoundError:
+        _make_dirs(directory.parent, root, changed)
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it meanwhile
+            directory.mkdir()
+    except FileExistsError:
+        if not directory.is_dir():
+            raise
+        return
+    changed.append(directory.parent)
+
+
 class FileReader:
     """Streams one file from an open descriptor, so a concurrent replace cannot tear it."""
 
-    def __init__(self, info: ObjectInfo, handle: object) -> None:
+    def __init__(self, info: ObjectInfo, handle: io.RawIOBase) -> None:
         self.info = info
         self._handle = handle
 
     def __iter__(self) -> Iterator[bytes]:
-        read = self._handle.read  # type: ignore[attr-defined]
+        read = self._handle.read
         while chunk := read(CHUNK_SIZE):
             yield chunk
 
     def read(self) -> bytes:
-        data: bytes = self._handle.read()  # type: ignore[attr-defined]
-        return data
+        return self._handle.readall()
 
     def close(self) -> None:
-        self._handle.close()  # type: ignore[attr-defined]
+        self._handle.close()
 
     def __enter__(self) -> FileReader:
         return self
@@ -88,7 +110,34 @@ class LocalStore:
             )
         self._real_root = self.root.resolve()
         self._tmp = self.root / TMP_DIR
+        # Relative parent -> (st_dev, st_ino) of the real directory it resolved to inside root.
+        self._parents: dict[str, tuple[int, int]] = {}
+        # Deferred directory syncs (see `deferring_sync`); None: every put syncs its directory.
+        self._unsynced: set[Path] | None = None
+        self._sync_lock = threading.Lock()
         self.sweep_temp()
+
+    def deferring_sync(self) -> LocalStore:
+        """A view of this store whose puts leave the directory fsync to `sync()`.
+
+        Each put still fsyncs its file before the rename, so no object is ever torn; what
+        waits is only the durability of the rename itself, which `sync()` then provides for
+        many puts at once (one fsync per directory touched).
+        """
+        view = copy.copy(self)
+        view._unsynced = set()
+        view._sync_lock = threading.Lock()
+        return view
+
+    def sync(self) -> None:
+        """Make every put that has returned durable (fsync the directories they renamed in)."""
+        if self._unsynced is None:
+            return
+        with self._sync_lock:
+            directories, self._unsynced = self._unsynced, set()
+        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(FileNotFoundError):  # tidied away by a delete since
+                _fsync_dir(directory)
 
     def sweep_temp(self, older_than: float = STALE_TEMP_SECONDS) -> int:
         """Remove temp files a crashed writer left behind; returns how many were removed.
@@ -111,12 +160,40 @@ class LocalStore:
 
     # -- paths ---------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
+        return self._locate(key)[0]
+
+    def _locate(self, key: str) -> tuple[Path, Path, bool]:
+        """The file path of `key`, its parent directory, and whether that parent is a known
+        directory inside the root; raises for keys that are refused or lead outside."""
         validate_key(key)
+        parent_rel, _, _ = key.rpartition("/")
         path = self.root / key
+        if not parent_rel:
+            return path, self.root, True
+        parent = path.parent
+        known = self._parents.get(parent_rel)
+        if known is not None:
+            # The same directory as when it was checked: a swapped-in symlink has another inode.
+            try:
+                st = parent.stat()
+            except OSError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == known:
+                return path, parent, True
         # A symlinked directory inside the root must not lead writes or reads outside it.
-        if not self._inside(path.parent.resolve()):
+        resolved = parent.resolve()
+        if not self._inside(resolved):
             raise InvalidKeyError(f"refused object key {key!r}: it resolves outside the store root")
-        return path
+        try:
+            st = resolved.stat()
+        except OSError:
+            return path, parent, False  # not made yet (a put makes it)
+        if not stat.S_ISDIR(st.st_mode):
+            return path, parent, False
+        if len(self._parents) >= PARENT_CACHE_SIZE:
+            self._parents.clear()
+        self._parents[parent_rel] = (st.st_dev, st.st_ino)
+        return path, parent, True
 
     def _inside(self, resolved: Path) -> bool:
         return resolved == self._real_root or self._real_root in resolved.parents
@@ -128,12 +205,12 @@ class LocalStore:
 
     # -- interface -----------------------------------------------------------------------
     def put(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> ObjectInfo:
-        path = self._path(key)
-        self._tmp.mkdir(exist_ok=True)
+        path, parent, parent_known = self._locate(key)
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         hashing = HashingReader(iter_chunks(data))
+        changed = [parent]  # directories whose entries this put changes, to be synced
         try:
-            with open(tmp, "xb") as out:
+            with self._create_temp(tmp) as out:
                 for chunk in hashing:
                     out.write(chunk)
                 out.flush()
@@ -145,7 +222,8 @@ class LocalStore:
                 # Stat the version we wrote, not whatever a concurrent writer renames in later.
                 written = os.fstat(out.fileno())
             for attempt in range(3):
-                self._make_parents(key, path)
+                if not parent_known:
+                    self._make_parents(key, parent, changed)
                 try:
                     tmp.replace(path)
                     break
@@ -153,17 +231,43 @@ class LocalStore:
                     # A concurrent delete tidied the empty parent away; make it again.
                     if attempt == 2:
                         raise
+                    parent_known = False
+                except IsADirectoryError:
+                    raise StoreError(
+                        f"{self.url}: cannot write {key!r}: it is a prefix of other objects"
+                    ) from None
+                except NotADirectoryError:
+                    raise StoreError(
+                        f"{self.url}: cannot write {key!r}: a parent of it is an object, "
+                        "not a prefix"
+                    ) from None
             if self.fsync:
-                _fsync_dir(path.parent)
+                self._sync_dirs(changed)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
         return self._info(key, written, digest)
 
-    def _make_parents(self, key: str, path: Path) -> None:
+    def _create_temp(self, tmp: Path) -> BinaryIO:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            return open(tmp, "xb")
+        except FileNotFoundError:
+            self._tmp.mkdir(exist_ok=True)
+            return open(tmp, "xb")
+
+    def _sync_dirs(self, directories: list[Path]) -> None:
+        if self._unsynced is None:
+            for directory in directories:
+                _fsync_dir(directory)
+            return
+        with self._sync_lock:
+            self._unsynced.update(directories)
+
+    def _make_parents(self, key: str, parent: Path, changed: list[Path]) -> None:
+        """Make the parent directories of `key`, noting each directory that gains an entry."""
+        try:
+            _make_dirs(parent, self.root, changed)
         except (FileExistsError, NotADirectoryError) as exc:
             raise StoreError(
                 f"{self.url}: cannot write {key!r}: a parent of it is an object, not a prefix"
@@ -172,8 +276,6 @@ class LocalStore:
             if exc.errno == errno.ENAMETOOLONG:
                 raise InvalidKeyError(f"refused object key {key!r}: a part is too long") from exc
             raise
-        if path.is_dir():
-            raise StoreError(f"{self.url}: cannot write {key!r}: it is a prefix of other objects")
 
     def get(self, key: str) -> FileReader:
         path = self._path(key)
@@ -192,8 +294,7 @@ class LocalStore:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise ObjectNotFound(f"{self.url}: no object at key {key!r} (it is a prefix)")
-        handle = os.fdopen(fd, "rb")
-        return FileReader(self._info(key, st, _read_sha(handle.fileno())), handle)
+        return FileReader(self._info(key, st, _read_sha(fd)), io.FileIO(fd, "rb"))
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -207,6 +308,10 @@ class LocalStore:
             )
         if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(f"{self.url}: no object at key {key!r} (it is a prefix)")
+        if self._unsynced is not None and self.fsync:
+            # A caller may take an object found here for one already stored (a copy a killed
+            # writer renamed in but never synced): the next sync() covers its rename too.
+            self._sync_dirs([path.parent])
         return self._info(key, st, _read_sha(str(path)))
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:

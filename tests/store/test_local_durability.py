@@ -1,0 +1,122 @@
+"""When the directory store fsyncs directories: after each put, or once per batch in a
+`deferring_sync()` view; and its cache of checked parent directories never lets a symlink
+swapped in later lead outside the root."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import edgeloop.store.local as local_module
+from edgeloop.errors import InvalidKeyError, StoreError
+from edgeloop.store import LocalStore
+
+
+@pytest.fixture
+def synced_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every directory the store fsyncs, in order (the real fsync still runs)."""
+    calls: list[Path] = []
+    lock = threading.Lock()
+    real = local_module._fsync_dir
+
+    def record(path: Path) -> None:
+        real(path)
+        with lock:
+            calls.append(Path(path))
+
+    monkeypatch.setattr(local_module, "_fsync_dir", record)
+    return calls
+
+
+def test_plain_put_syncs_its_directory_and_every_directory_it_made(
+    tmp_path: Path, synced_dirs: list[Path]
+) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.put("a/b/c.bin", b"x")
+    root = store.root
+    # The new entries "a" (in root), "b" (in a) and "c.bin" (in b) must all survive a crash.
+    assert sorted(synced_dirs) == sorted([root, root / "a", root / "a" / "b"])
+    synced_dirs.clear()
+    store.put("a/b/d.bin", b"y")
+    assert synced_dirs == [root / "a" / "b"]
+
+
+def test_deferring_view_syncs_each_touched_directory_once_at_sync(
+    tmp_path: Path, synced_dirs: list[Path]
+) -> None:
+    store = LocalStore(tmp_path / "s")
+    view = store.deferring_sync()
+    for i in range(50):
+        view.put(f"p/{i % 2}/{i}.bin", b"z" * i)
+    assert synced_dirs == []
+    # Visible at once, through the view and the store: only the durability waits.
+    assert store.get("p/1/49.bin").read() == b"z" * 49
+    view.sync()
+    root = store.root
+    assert sorted(synced_dirs) == sorted([root, root / "p", root / "p" / "0", root / "p" / "1"])
+    # Deepest first: a directory's entry in its parent is synced after its own entries.
+    assert synced_dirs.index(root / "p" / "0") < synced_dirs.index(root / "p")
+    synced_dirs.clear()
+    view.sync()
+    assert synced_dirs == []
+    # The store itself still syncs every put on its own.
+    store.put("p/0/plain.bin", b"q")
+    assert synced_dirs == [root / "p" / "0"]
+
+
+def test_deferring_view_covers_objects_it_found_by_head(
+    tmp_path: Path, synced_dirs: list[Path]
+) -> None:
+    # A copy renamed in by a writer killed before its sync, then found by HEAD on restart
+    # and taken as done: the next sync must cover that rename too.
+    LocalStore(tmp_path / "s", fsync=False).put("k/found.bin", b"there")
+    view = LocalStore(tmp_path / "s").deferring_sync()
+    view.head("k/found.bin")
+    view.sync()
+    assert synced_dirs == [view.root / "k"]
+
+
+def test_without_fsync_nothing_is_synced(tmp_path: Path, synced_dirs: list[Path]) -> None:
+    view = LocalStore(tmp_path / "s", fsync=False).deferring_sync()
+    view.put("a/b", b"x")
+    view.head("a/b")
+    view.sync()
+    assert synced_dirs == []
+
+
+def test_directory_swapped_for_a_symlink_after_use_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"do not read")
+    store = LocalStore(tmp_path / "root")
+    store.put("a/b/first.txt", b"inside")
+    assert store.get("a/b/first.txt").read() == b"inside"  # the parent is checked and cached
+    (store.root / "a" / "b").rename(tmp_path / "moved")
+    (store.root / "a" / "b").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidKeyError, match="outside the store root"):
+        store.put("a/b/planted.txt", b"x")
+    with pytest.raises(InvalidKeyError, match="outside the store root"):
+        store.get("a/b/secret.txt")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_deleted_parent_is_made_again(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.put("d/e/one", b"1")
+    store.delete("d/e/one")  # tidies the empty d/e and d away
+    assert not (store.root / "d").exists()
+    store.put("d/e/two", b"2")
+    assert store.get("d/e/two").read() == b"2"
+
+
+def test_object_and_prefix_clashes_are_still_clear_errors(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.put("x/y", b"1")
+    with pytest.raises(StoreError, match="prefix of other objects"):
+        store.put("x", b"2")
+    with pytest.raises(StoreError, match="parent of it is an object"):
+        store.put("x/y/z", b"3")
+    assert [i.key for i in store.list()] == ["x/y"]
+    assert list((store.root / ".edgeloop-tmp").iterdir()) == []
