@@ -37,6 +37,10 @@ COMMANDS = {
         "Run the core: watch the core journal for trigger events, run pipelines, register "
         "models, and judge drift and live quality of the captured data.",
     ),
+    "agent": LazyCommand(
+        "edgeloop.cli.agent:agent",
+        "Run the edge agent of a site: signed desired state in, verified hot swaps, runbooks.",
+    ),
     "journal": LazyCommand("edgeloop.cli.journal:app", "Read a site's event journal."),
     "models": LazyCommand(
         "edgeloop.cli.models:app", "Package, register, inspect, promote, sign and verify models."

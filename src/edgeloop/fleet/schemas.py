@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgeloop.model.rbac import Role
 from edgeloop.model.rollout import Gate, Selector, WaveSpec
@@ -68,13 +68,20 @@ class HeartbeatIn(_Body):
 
 
 class ReportIn(_Body):
-    """The outcome of applying one model of the desired state on a site."""
+    """The outcome of applying one model of the desired state on a site, or an alert the
+    site's agent raised (`outcome: alert`, which names no model)."""
 
-    model: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=100)
-    outcome: str = Field(pattern=r"^(applied|failed|rolled_back|refused)$")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    version: str | None = Field(default=None, min_length=1, max_length=100)
+    outcome: str = Field(pattern=r"^(applied|failed|rolled_back|refused|alert)$")
     generation: int | None = Field(default=None, ge=0)
     message: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _model_unless_alert(self) -> ReportIn:
+        if self.outcome != "alert" and (self.model is None or self.version is None):
+            raise ValueError(f"a {self.outcome!r} report names its model and version")
+        return self
 
 
 class DeploymentIn(_Body):

@@ -563,14 +563,22 @@ class FleetService:
                         )
                         .values(problem=str(report.get("message") or "apply failed")[:2000])
                     )
-        if outcome in ("failed", "rolled_back"):
+        if outcome in ("failed", "rolled_back", "alert"):
+            # An agent re-sends a report it could not confirm; with its generation the event
+            # id is the same, so the journal keeps one.
+            generation = report.get("generation")
+            tail = (
+                f"{report.get('model')}:{report.get('version')}:{generation}"
+                if generation is not None
+                else f"{now}"
+            )
             self._emit(
                 [
                     self._event(
                         f"site.{outcome}",
                         site,
                         report,
-                        f"site.{outcome}:{who.project}:{site}:{now}",
+                        f"site.{outcome}:{who.project}:{site}:{tail}",
                     )
                 ]
             )
