@@ -1,0 +1,133 @@
+"""The edge agent against a real control plane, a real replicator and a real `edgeloop serve`
+child: install, verified swaps, rollouts seen through, tampering refused, runbooks run."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from edge_harness import MODEL, World, make_world, tamper, wait_until
+
+from edgeloop.model.rbac import Role
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    world = make_world(tmp_path)
+    yield world
+    world.close()
+
+
+def _deploy_v1(world: World) -> str:
+    v1 = world.register(seed=0)
+    world.admin.deploy("vision", MODEL, v1, "region=eu")
+    return v1
+
+
+def test_agent_joins_installs_and_serves_the_desired_version(world: World) -> None:
+    v1 = _deploy_v1(world)
+    join = world.join_token_file()
+    agent = world.agent(join_token_file=join)
+    world.replicate()
+    agent.start()
+    assert world.serving_version() == v1
+    token_file = agent.config.resolved_token_file
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    who = world.admin.request("GET", "/whoami")
+    assert who["role"] == Role.ADMIN.value
+    wait_until(lambda: world.site()["loaded"] == {MODEL: v1}, step=agent.step)
+    # nothing to do on later rounds: the version is loaded once
+    for _ in range(3):
+        agent.step()
+    loads = [h for h in agent.state.history if h["kind"] == "load"]
+    assert [(h["model"], h["version"]) for h in loads] == [(MODEL, v1)]
+
+
+def test_rollout_moves_the_site_and_completes(world: World) -> None:
+    v1 = _deploy_v1(world)
+    agent = world.agent(join_token_file=world.join_token_file())
+    world.replicate()
+    agent.start()
+    assert world.serving_version() == v1
+    v2 = world.register(seed=1)
+    started = world.admin.start_rollout(
+        "vision", v2, "100", {"min_healthy_seconds": 0, "max_error_rate": 0.5}
+    )
+    world.replicate()
+
+    def done() -> bool:
+        world.replicate()
+        return world.admin.rollout(started["id"])["state"] == "completed"
+
+    wait_until(done, step=agent.step)
+    assert world.serving_version() == v2
+    assert sorted(os.listdir(agent.config.resolved_repository / MODEL)) == sorted({v1, v2})
+
+
+@pytest.mark.parametrize(
+    "how", ["flipped-byte", "extra-file", "missing-file", "renamed-file", "symlink"]
+)
+def test_tampered_package_is_refused_site_keeps_serving_rollout_rolls_back(
+    world: World, how: str
+) -> None:
+    v1 = _deploy_v1(world)
+    agent = world.agent(join_token_file=world.join_token_file())
+    world.replicate()
+    agent.start()
+    v2 = world.register(seed=1)
+    world.replicate()
+    tamper(world.edge_store.root, v2, how)
+    started = world.admin.start_rollout("vision", v2, "100", {"min_healthy_seconds": 0})
+    world.replicate()
+    wait_until(
+        lambda: world.admin.rollout(started["id"])["state"] == "rolled_back", step=agent.step
+    )
+    assert world.serving_version() == v1
+    assert not (agent.config.resolved_repository / MODEL / v2).exists()
+    assert agent.state.failed[MODEL]["version"] == v2
+    assert "rejected" in agent.state.failed[MODEL]["reason"]
+    reason = world.admin.rollout(started["id"])["reason"]
+    assert "edge-a" in reason
+
+
+def test_unhealthy_swap_rolls_back_by_itself_and_halts_the_wave(world: World) -> None:
+    v1 = _deploy_v1(world)
+    agent = world.agent(join_token_file=world.join_token_file())
+    world.replicate()
+    agent.start()
+    bad = world.register(seed=2, features=5)  # loads and warms up, but no client fits it
+    started = world.admin.start_rollout(
+        "vision", bad, "100", {"min_healthy_seconds": 60, "max_error_rate": 0.5}
+    )
+    world.replicate()
+    wait_until(lambda: world.serving_version() is None, step=agent.step)  # v-bad took over
+    for _ in range(10):
+        world.infer()  # clients now get 400s
+    wait_until(
+        lambda: world.admin.rollout(started["id"])["state"] == "rolled_back", step=agent.step
+    )
+    assert world.serving_version() == v1
+    assert "error rate" in world.admin.rollout(started["id"])["reason"]
+    # The halted rollout tells the site to go back to v1, which it already runs: no swap.
+    for _ in range(5):
+        agent.step()
+    swaps = [(h["kind"], h["version"]) for h in agent.state.history]
+    assert swaps == [("load", v1), ("load", bad), ("rollback", v1)]
+    assert not (agent.config.resolved_repository / MODEL / bad).exists()
+
+
+def test_dead_server_is_restarted_and_serves_the_same_version(world: World) -> None:
+    v1 = _deploy_v1(world)
+    agent = world.agent(join_token_file=world.join_token_file())
+    world.replicate()
+    agent.start()
+    assert agent.process is not None and agent.process.process is not None
+    os.kill(agent.process.process.pid, signal.SIGKILL)
+    agent.process.process.wait()
+    agent.step()
+    assert agent.process.restarts == 1
+    wait_until(lambda: world.serving_version() == v1, step=agent.step)
+    assert any(h["kind"] == "restart" for h in agent.state.history)
