@@ -68,6 +68,17 @@ COMMANDS = {
     "pipeline": LazyCommand(
         "edgeloop.cli.pipeline:app", "Run pipelines, list their runs, compile them for Kubeflow."
     ),
+    "up": LazyCommand(
+        "edgeloop.cli.up:up",
+        "Start every component of the workspace and supervise them until Ctrl-C or SIGTERM.",
+    ),
+    "status": LazyCommand(
+        "edgeloop.cli.up:status",
+        "Show the processes of a running `edgeloop up`: pid, port, up/down, restarts, health.",
+    ),
+    "down": LazyCommand(
+        "edgeloop.cli.up:down", "Stop the `edgeloop up` running for the workspace and wait."
+    ),
 }
 
 app = typer.Typer(
