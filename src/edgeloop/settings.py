@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
+
+ENV_PREFIX = "EDGELOOP_"
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Process-wide settings; every field can be set as `EDGELOOP_<FIELD>` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="EDGELOOP_", extra="ignore")
+    # A plain model that reads the environment itself: pydantic-settings would add about
+    # 0.1 s to the start of every `edgeloop` command.
+    model_config = ConfigDict(extra="ignore")
 
     workspace: Path = Path()
     """Directory holding edgeloop.yaml (EDGELOOP_WORKSPACE)."""
@@ -23,6 +29,17 @@ class Settings(BaseSettings):
     """API token for the control plane (EDGELOOP_TOKEN); prefer --token-file."""
     no_progress: bool = False
     """Never draw progress bars, even in a terminal (EDGELOOP_NO_PROGRESS)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        """Fill fields not given explicitly from `EDGELOOP_<FIELD>` variables."""
+        given = dict(data) if isinstance(data, dict) else {}
+        for name in cls.model_fields:
+            value = os.environ.get(f"{ENV_PREFIX}{name.upper()}")
+            if value is not None and name not in given:
+                given[name] = value
+        return given
 
 
 @lru_cache(maxsize=1)
