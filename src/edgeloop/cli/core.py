@@ -21,13 +21,22 @@ def core(
         None, "--executor", help="Override every pipeline's executor: inline, ray:local, ray://…"
     ),
     interval: float = typer.Option(0.1, "--interval", min=0.01, help="Seconds between passes."),
-    once: bool = typer.Option(False, "--once", help="One pass (admit, claim, run), then exit."),
+    once: bool = typer.Option(
+        False, "--once", help="One pass (drift and quality checks, admit, claim, run), then exit."
+    ),
+    monitor: bool = typer.Option(
+        True,
+        "--monitor/--no-monitor",
+        help="Run the drift and quality jobs every `monitoring.every` (edgeloop.yaml).",
+    ),
 ) -> None:
-    """Run the core: watch the core journal for trigger events, run pipelines, register models.
+    """Run the core: watch the core journal for trigger events, run pipelines, register models,
+    and judge drift and live quality of the captured data on the `monitoring:` schedule.
 
     Stops cleanly on SIGTERM or Ctrl-C; a run claimed but not started when the core died is
     started on the next start, exactly once.
     """
+    from edgeloop.monitor.scheduler import monitor_in_thread, monitor_once
     from edgeloop.pipeline.core import CorePipelines
 
     with friendly_errors():
@@ -36,6 +45,8 @@ def core(
         worker = pipelines.worker()
         stop = threading.Event()
         if once:
+            if monitor:
+                monitor_once(ws, pipelines.site)
             worker.recover()
             worker.poll()
             worker.start_pending()
@@ -49,7 +60,11 @@ def core(
             len(worker.rules),
             pipelines.journal.url,
         )
+        watcher = monitor_in_thread(ws, pipelines.site, stop) if monitor else None
         try:
             worker.serve(stop, interval)
         finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join(timeout=30)
             pipelines.close()

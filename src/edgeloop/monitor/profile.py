@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from edgeloop.errors import MonitoringError
 from edgeloop.monitor.columns import (
@@ -269,6 +269,19 @@ def columns_of(features: pa.Table | Mapping[str, ColumnLike]) -> dict[str, Colum
     if isinstance(features, pa.Table):
         return {name: features.column(name) for name in features.column_names}
     return dict(features)
+
+
+def tensor_columns(tensor: str, matrix: ArrayLike) -> dict[str, NDArray[np.float64]]:
+    """The columns of a [rows, n] matrix named as the drift job names the elements of a served
+    input tensor: `tensor[0]` ... `tensor[n-1]`, or just `tensor` when n is 1."""
+    values = np.asarray(matrix, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2:
+        raise MonitoringError(f"tensor {tensor!r}: expected rows x features, got {values.shape}")
+    if values.shape[1] == 1:
+        return {tensor: values[:, 0]}
+    return {f"{tensor}[{i}]": values[:, i] for i in range(values.shape[1])}
 
 
 def build_sample(

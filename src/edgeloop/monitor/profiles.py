@@ -32,6 +32,13 @@ def profile_versions(store: ObjectStore, model: str) -> list[str]:
     return [i.key[len(prefix) : -len(".json")] for i in infos]
 
 
+def profiled_models(store: ObjectStore) -> list[str]:
+    """Models with at least one stored profile, sorted."""
+    prefix = f"{PROFILE_ROOT}/"
+    models = {i.key[len(prefix) :].split("/", 1)[0] for i in store.list(prefix)}
+    return sorted(m for m in models if m)
+
+
 def load_profile(store: ObjectStore, model: str, version: str | None = None) -> ReferenceProfile:
     """The profile of `model` at `version`, or the most recently written one when None."""
     if version is None:

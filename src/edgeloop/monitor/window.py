@@ -12,12 +12,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     """`90s`, `15m`, `1h`, `7d`, `2w` as a timedelta; raises MonitoringError otherwise."""
     match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
+    if not match or float(match.group(1)) < 0 or (float(match.group(1)) == 0 and not allow_zero):
+        sign = "a non-negative" if allow_zero else "a positive"
         raise MonitoringError(
-            f"bad duration {text!r}: use a positive number and a unit s, m, h, d or w (e.g. 1h)"
+            f"bad duration {text!r}: use {sign} number and a unit s, m, h, d or w (e.g. 1h)"
         )
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 

@@ -48,6 +48,8 @@ def member_of(rule: TriggerRule, event: Event) -> tuple[str, dict[str, Any]] | N
             "site": event.data.get("source_site", event.site),
         }
     if rule.event == EventType.DRIFT_DETECTED:
+        if rule.model is not None and event.data.get("model") != rule.model:
+            return None
         return event.id, {"subject": event.subject, **event.data}
     return None
 

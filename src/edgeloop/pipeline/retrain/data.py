@@ -26,13 +26,19 @@ SNAPSHOT_SCHEMA = pa.schema(
 
 
 def features_of(inputs_json: str) -> list[float] | None:
-    """One request's feature row from a capture's `inputs` JSON (a tensor dict or a list)."""
+    """One request's feature row from a capture's `inputs` JSON: a tensor dict, a list of
+    numbers, or the OIP tensors edgeloop's serving captures (the first tensor, first row)."""
     try:
         value: Any = orjson.loads(inputs_json)
-        if isinstance(value, dict):
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            value = value[0]  # OIP tensors: [{"name", "shape", "datatype", "data"}, ...]
+        if isinstance(value, dict) and "data" not in value:
             value = next(iter(value.values()))
-            if isinstance(value, dict):  # an OIP tensor: {"data": [...], ...}
-                value = value.get("data")
+        if isinstance(value, dict):  # an OIP tensor: {"data": [...], "shape": [rows, n]}
+            shape = value.get("shape")
+            value = np.asarray(value.get("data"), dtype=np.float64).reshape(-1)
+            if isinstance(shape, list) and len(shape) >= 2:
+                value = value[: int(np.prod(shape[1:]))]  # a batch: its first row
         row = np.asarray(value, dtype=np.float64).reshape(-1)
     except (orjson.JSONDecodeError, StopIteration, TypeError, ValueError):
         return None

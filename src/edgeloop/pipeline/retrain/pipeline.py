@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "max_site_regression": 0.05,  # and may lose at most this much on any one site
     "min_rows": 10,
     "C": 1.0,
+    "drift_lookback": "7d",  # a drift-triggered run reads captures and labels this far back
 }
 
 
@@ -50,13 +52,53 @@ def _read(ctx: StepContext, key: str) -> bytes:
     return out
 
 
-@step(cache=False)  # reads state outside its inputs (store, registry)
-def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Join the window's capture and label batches by request id with the previous snapshot."""
-    cfg = settings(config)
+def _recent_batches(
+    ctx: StepContext, root: str, model: str, since: datetime
+) -> list[dict[str, Any]]:
+    """Every batch of `model` under `root` (all sites) on the days from `since` to today."""
+    from edgeloop.monitor.captures import discover_sites
+    from edgeloop.monitor.window import days_between
+
+    found = []
+    for site in discover_sites(ctx.store, model, root):
+        for day in days_between(since, datetime.now(UTC) + timedelta(days=1)):
+            for info in ctx.store.list(f"{root}/{model}/{site}/{day:%Y/%m/%d}/"):
+                if info.key.endswith(".parquet"):
+                    found.append({"key": info.key, "sha256": info.sha256, "site": site})
+    return found
+
+
+def window_batches(
+    window: dict[str, Any], cfg: dict[str, Any], ctx: StepContext
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The capture and label batches a run trains on: the replicated objects of its window,
+    and for each `drift.detected` of this model in it, every batch of the last
+    `drift_lookback` before the drifted window ended (labels arrive late: up to today)."""
+    from edgeloop.monitor.window import parse_duration
+
     members = window.get("members", [])
     captures = [m for m in members if str(m.get("key", "")).startswith("captures/")]
     labels = [m for m in members if str(m.get("key", "")).startswith("labels/")]
+    drifts = [m for m in members if m.get("model") == cfg["model"] and m.get("window_end")]
+    if drifts:
+        end = min(datetime.fromisoformat(str(m["window_end"])) for m in drifts)
+        since = end - parse_duration(str(cfg["drift_lookback"]))
+        captures += _recent_batches(ctx, "captures", cfg["model"], since)
+        labels += _recent_batches(ctx, "labels", cfg["model"], since)
+    return _by_key(captures), _by_key(labels)
+
+
+def _by_key(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per key (a batch both replicated in the window and found by listing)."""
+    return list({m["key"]: m for m in found}.values())
+
+
+@step(cache=False)  # reads state outside its inputs (store, registry)
+def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Join the window's capture and label batches by request id with the previous snapshot
+    (a drift window brings the model's recent batches, see `window_batches`)."""
+    cfg = settings(config)
+    captures, labels = window_batches(window, cfg, ctx)
     new = data.join(
         [data.from_parquet(_read(ctx, m["key"])) for m in captures],
         [data.from_parquet(_read(ctx, m["key"])) for m in labels],
@@ -126,7 +168,7 @@ def train(validate: dict[str, Any], config: dict[str, Any], ctx: StepContext) ->
 
     cfg = settings(config)
     x, y, _sites, rids = _arrays(data.from_parquet(ctx.read_artifact(validate["dataset"])))
-    train_mask = np.array([data.stable_fraction(r) >= cfg["holdout_fraction"] for r in rids])
+    train_mask = _train_mask(rids, cfg)
     model = LogisticRegression(C=float(cfg["C"]), max_iter=500).fit(x[train_mask], y[train_mask])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "package"
@@ -145,6 +187,11 @@ def train(validate: dict[str, Any], config: dict[str, Any], ctx: StepContext) ->
             if p.is_file()
         }
     return {"package": files, "train_rows": int(train_mask.sum())}
+
+
+def _train_mask(rids: list[str], cfg: dict[str, Any]) -> np.ndarray:
+    """Rows outside the frozen holdout (chosen by request id, so it never moves)."""
+    return np.array([data.stable_fraction(r) >= cfg["holdout_fraction"] for r in rids], bool)
 
 
 def _onnx_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
@@ -315,10 +362,39 @@ def register(
         "registered": True,
         "model": info.name,
         "version": info.version,
+        "profile": save_reference_profile(ctx, train, validate, cfg, info.version),
         "quarantined": validate["quarantined"],
         "capped": validate["capped"],
         "gate": gate,
     }
+
+
+def save_reference_profile(
+    ctx: StepContext,
+    train: dict[str, Any],
+    validate: dict[str, Any],
+    cfg: dict[str, Any],
+    version: int,
+) -> str:
+    """Profile the rows `version` was trained on and its predictions on them, named as the
+    drift job sees served inputs; stored at the core as the version's drift reference."""
+    from edgeloop.model.manifest import MANIFEST_NAME, ModelManifest
+    from edgeloop.monitor.profile import build_profile, tensor_columns
+    from edgeloop.monitor.profiles import save_profile
+
+    manifest = ModelManifest.model_validate_json(ctx.read_artifact(train["package"][MANIFEST_NAME]))
+    x, _y, _sites, rids = _arrays(data.from_parquet(ctx.read_artifact(validate["dataset"])))
+    trained = x[_train_mask(rids, cfg)]
+    model_bytes = ctx.read_artifact(train["package"][manifest.model_file])
+    # The retraining pipeline fits classifiers: the predicted labels are categories.
+    profile = build_profile(
+        str(cfg["model"]),
+        str(version),
+        tensor_columns(manifest.inputs[0].name, trained),
+        _onnx_predict(model_bytes, trained).astype(str),
+        kinds={"prediction": "categorical"},
+    )
+    return save_profile(ctx.store, profile)
 
 
 STEPS: list[Step] = [prepare, validate, train, evaluate, gate, register]
