@@ -60,8 +60,9 @@ def core(
             len(worker.rules),
             pipelines.journal.url,
         )
-        watcher = monitor_in_thread(ws, pipelines.site, stop) if monitor else None
+        watcher = None
         try:
+            watcher = monitor_in_thread(ws, pipelines.site, stop) if monitor else None
             worker.serve(stop, interval)
         finally:
             stop.set()
