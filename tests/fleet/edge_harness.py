@@ -183,12 +183,18 @@ def make_world(root: Path) -> World:
         heartbeat_flush_interval=0,
         long_poll_recheck=0.2,
         token_cache_seconds=0,
+        resolve_alias=lambda model, alias: _alias(registry, model, alias),
     )
     control = ControlServer(settings).start()
     admin = FleetClient(control.url, read_secret_file(settings.admin_token_path))
     return World(
         root, key_path, public_key, core_store, edge_store, registry, control, admin, journal
     )
+
+
+def _alias(registry: Registry, model: str, alias: str) -> str | None:
+    version = registry.aliases(model).get(alias)
+    return None if version is None else str(version)
 
 
 def wait_until(predicate: Any, timeout: float = 60.0, step: Any = None) -> Any:

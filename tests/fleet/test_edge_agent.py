@@ -131,3 +131,36 @@ def test_dead_server_is_restarted_and_serves_the_same_version(world: World) -> N
     assert agent.process.restarts == 1
     wait_until(lambda: world.serving_version() == v1, step=agent.step)
     assert any(h["kind"] == "restart" for h in agent.state.history)
+
+
+def test_promoting_a_new_champion_moves_the_fleet_through_a_rollout(world: World) -> None:
+    v1 = world.register(seed=0)
+    world.registry.promote(MODEL, int(v1))
+    deployed = world.admin.deploy(
+        "vision",
+        MODEL,
+        None,
+        "region=eu",
+        alias="champion",
+        waves="100",
+        gate={"min_healthy_seconds": 0, "max_error_rate": 0.5},
+    )
+    assert deployed["version"] == v1
+    agent = world.agent(join_token_file=world.join_token_file())
+    world.replicate()
+    agent.start()
+    assert world.serving_version() == v1
+    v2 = world.register(seed=1)
+    world.registry.promote(MODEL, int(v2))
+
+    def moved() -> bool:
+        world.replicate()
+        rollouts = world.admin.rollouts()
+        return bool(rollouts) and rollouts[0]["state"] == "completed"
+
+    wait_until(moved, step=agent.step)
+    rollout = world.admin.rollouts()[0]
+    assert (rollout["from_version"], rollout["to_version"]) == (v1, v2)
+    assert rollout["created_by"] == "alias:champion"
+    assert world.serving_version() == v2
+    assert world.admin.deployments()[0]["version"] == v2

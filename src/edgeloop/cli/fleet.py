@@ -193,22 +193,48 @@ def join_token(
 def deploy(
     name: str = typer.Argument(..., help="Deployment name."),
     model: str = typer.Option(..., "--model", "-m", help="Model name."),
-    version: str = typer.Option(..., "--version", "-v", help="Model version to run."),
+    version: str = typer.Option(None, "--version", "-v", help="Model version to run (or --alias)."),
+    alias: str = typer.Option(
+        None,
+        "--alias",
+        "-a",
+        help="Follow a registry alias (e.g. champion): each move of the alias starts a rollout "
+        "with --waves and the gate options.",
+    ),
     selector: str = typer.Option(
         "", "--selector", "-l", help="Sites it applies to, e.g. 'region=eu'. Default: every site."
     ),
+    waves: str = typer.Option("5,25,100", help="Waves of the rollouts an alias move starts."),
+    hold: str = typer.Option("60s", help="Alias rollouts: healthy time before the next wave."),
+    max_error_rate: float = typer.Option(0.01, help="Alias rollouts: error-rate bound."),
+    max_p99_ms: float = typer.Option(None, help="Alias rollouts: p99 latency bound."),
     as_json: bool = JsonOption,
     control: str = ControlOption,
     token_file: Path = TokenFileOption,
 ) -> None:
-    """Create or change a deployment at once (use `fleet rollout start` to change in waves)."""
+    """Create or change a deployment at once (use `fleet rollout start` to change in waves).
+
+    With --alias the deployment follows the registry: promoting a new champion moves the
+    fleet to it through a rollout."""
     with friendly_errors():
-        result = control_client(control, token_file).deploy(name, model, version, selector)
+        if (version is None) == (alias is None):
+            raise ConfigError("give --version or --alias (one of them)")
+        gate = None
+        if alias is not None:
+            gate = {
+                "min_healthy_seconds": parse_duration(hold),
+                "max_error_rate": max_error_rate,
+                "max_p99_ms": max_p99_ms,
+            }
+        result = control_client(control, token_file).deploy(
+            name, model, version, selector, alias=alias, waves=waves, gate=gate
+        )
         if as_json:
             print_json(result)
         else:
+            follows = f" (following {model}@{alias})" if alias else ""
             console.print(
-                f"deployment {name}: {model} {version} on '{selector or '*'}' "
+                f"deployment {name}: {model} {result['version']}{follows} on '{selector or '*'}' "
                 f"({result['sites_changed']} site(s) changed)",
                 highlight=False,
             )

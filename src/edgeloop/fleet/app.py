@@ -31,6 +31,7 @@ from edgeloop.fleet.schemas import (
     ActionIn,
     DeploymentIn,
     HeartbeatIn,
+    GateIn,
     JoinTokenIn,
     LabelsIn,
     ProjectIn,
@@ -468,8 +469,14 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     def put_deployment(
         request: Request, body: DeploymentIn, name: str = _name(), who: Principal = Who
     ) -> dict[str, Any]:
-        _audit(request, deployment=name, **body.model_dump())
-        return service.put_deployment(who, name, body.model, body.version, body.selector)
+        _audit(request, deployment=name, **body.model_dump(exclude_none=True))
+        policy = None
+        if body.alias is not None:
+            gate = (body.gate or GateIn()).model_dump()
+            policy = {"waves": body.waves, "gate": gate}
+        return service.put_deployment(
+            who, name, body.model, body.version, body.selector, alias=body.alias, policy=policy
+        )
 
     @api.delete("/deployments/{name}")
     def delete_deployment(

@@ -73,8 +73,20 @@ class FleetClient:
         body = {"site": site, "labels": labels, "expires_in": expires_in}
         return self.request("POST", "/join-tokens", json=body)
 
-    def deploy(self, name: str, model: str, version: str, selector: str) -> dict[str, Any]:
-        body = {"model": model, "version": version, "selector": selector}
+    def deploy(
+        self,
+        name: str,
+        model: str,
+        version: str | None,
+        selector: str,
+        *,
+        alias: str | None = None,
+        waves: str | None = None,
+        gate: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "version": version, "selector": selector}
+        if alias is not None:
+            body.update(alias=alias, waves=waves or "5,25,100", gate=gate)
         return self.request("PUT", f"/deployments/{name}", json=body)
 
     def deployments(self) -> list[dict[str, Any]]:

@@ -63,6 +63,10 @@ deployments = sa.Table(
     sa.Column("version", sa.String(100), nullable=False),
     sa.Column("selector", sa.String(1000), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # A deployment that follows a registry alias (e.g. champion): when the alias moves, a
+    # rollout with `policy` (waves, gate) moves the deployment to the alias's version.
+    sa.Column("alias", sa.String(63)),
+    sa.Column("policy", sa.JSON),
 )
 
 rollouts = sa.Table(
@@ -160,6 +164,21 @@ def create_db_engine(url: str, *, base_dir: Path | None = None) -> Engine:
         engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     try:
         metadata.create_all(engine)
+        _add_missing_columns(engine)
     except sa.exc.SQLAlchemyError as exc:
         raise ConfigError(f"cannot open the control-plane database {url}: {exc}") from exc
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added after a database was first created (create_all adds tables only)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(
+                        sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    )

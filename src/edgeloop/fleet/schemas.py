@@ -84,18 +84,6 @@ class ReportIn(_Body):
         return self
 
 
-class DeploymentIn(_Body):
-    model: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=100)
-    selector: str = Field(default="", max_length=1000)
-
-    @field_validator("selector")
-    @classmethod
-    def _selector_parses(cls, value: str) -> str:
-        Selector.parse(value)
-        return value
-
-
 class GateIn(_Body):
     min_healthy_seconds: float = Field(default=60.0, ge=0)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
@@ -105,6 +93,40 @@ class GateIn(_Body):
 
     def to_gate(self) -> Gate:
         return Gate(**self.model_dump())
+
+
+class DeploymentIn(_Body):
+    """A model's version, or a registry alias it follows, on the sites a selector matches."""
+
+    model: str = Field(min_length=1, max_length=200)
+    version: str | None = Field(default=None, min_length=1, max_length=100)
+    alias: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,62}$",
+        description="follow this registry alias (e.g. champion): when it moves, a rollout "
+        "with `waves` and `gate` moves the deployment",
+    )
+    selector: str = Field(default="", max_length=1000)
+    waves: str = Field(default="5,25,100", description="waves of the rollouts an alias starts")
+    gate: GateIn | None = None
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_parses(cls, value: str) -> str:
+        Selector.parse(value)
+        return value
+
+    @field_validator("waves")
+    @classmethod
+    def _waves_parse(cls, value: str) -> str:
+        WaveSpec.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _version_or_alias(self) -> DeploymentIn:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of version and alias")
+        return self
 
 
 class RolloutIn(_Body):

@@ -80,6 +80,7 @@ class FleetService:
         clock: Callable[[], float] = time.time,
         on_desired_changed: Callable[[str, str], None] | None = None,
         core_site: str = "core",
+        resolve_alias: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.engine = engine
         self.signer = signer
@@ -88,6 +89,7 @@ class FleetService:
         self.clock = clock
         self.on_desired_changed = on_desired_changed
         self.core_site = core_site
+        self.resolve_alias = resolve_alias
         # SQLite has one writer: serialize writers here rather than retry SQLITE_BUSY.
         self._write_lock = (
             threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
@@ -674,6 +676,33 @@ class FleetService:
             )
         return changed
 
+    def resign_if_key_changed(self) -> int:
+        """Re-sign every stored desired state when it was signed by another key (the signing
+        key changed, e.g. to the workspace's); returns how many were re-signed."""
+        with self.engine.connect() as conn:
+            first = conn.execute(
+                sa.select(db.desired.c.document, db.desired.c.signature).limit(1)
+            ).first()
+        if first is None or self.signer.verifies(first.document, first.signature):
+            return 0
+        changed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(db.desired.c.project, db.desired.c.site, db.desired.c.document)
+            ).all()
+            for row in rows:
+                envelope = self.signer.envelope(row.document)
+                conn.execute(
+                    sa.update(db.desired)
+                    .where(db.desired.c.project == row.project, db.desired.c.site == row.site)
+                    .values(signature=envelope["signature"])
+                )
+                changed.setdefault(row.project, []).append((row.site, envelope))
+        for project, envelopes in changed.items():
+            self._after_desired(project, envelopes)
+        log.warning("re-signed %d desired-state documents with the current key", len(rows))
+        return len(rows)
+
     def _after_desired(self, project: str, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
         for site, envelope in envelopes:
             key = (project, site)
@@ -699,10 +728,26 @@ class FleetService:
             return [_row(r) for r in rows]
 
     def put_deployment(
-        self, who: Principal, name: str, model: str, version: str, selector: str
+        self,
+        who: Principal,
+        name: str,
+        model: str,
+        version: str | None,
+        selector: str,
+        *,
+        alias: str | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create or change a deployment at once (no waves; use a rollout for waves)."""
+        """Create or change a deployment at once (no waves; use a rollout for waves).
+
+        With `alias` the version is the one the registry's alias names now; later moves of
+        the alias start rollouts with `policy` ({"waves": ..., "gate": {...}}).
+        """
         Selector.parse(selector)
+        if alias is not None:
+            version = self._resolve(model, alias)
+        if version is None:
+            raise FleetError("a deployment names a version or an alias")
         with self._write() as conn:
             self._refuse_if_active(conn, who.project, name)
             values = {
@@ -710,6 +755,8 @@ class FleetService:
                 "version": version,
                 "selector": selector,
                 "updated_at": self.clock(),
+                "alias": alias,
+                "policy": policy if alias is not None else None,
             }
             found = conn.execute(
                 sa.select(db.deployments.c.name).where(
@@ -743,6 +790,67 @@ class FleetService:
             envelopes = self._refresh_desired(conn, who.project)
         self._after_desired(who.project, envelopes)
         return {"name": name, "deleted": True}
+
+    def _resolve(self, model: str, alias: str) -> str:
+        if self.resolve_alias is None:
+            raise FleetError(
+                "this control plane has no model registry to resolve aliases; deploy a version, "
+                "or run it with `edgeloop core` in the workspace"
+            )
+        version = self.resolve_alias(model, alias)
+        if version is None:
+            raise FleetNotFound(
+                f"model {model!r} has no alias {alias!r} in the registry; "
+                f"promote a version first (`edgeloop models promote {model} VERSION`)"
+            )
+        return version
+
+    def follow_aliases(self) -> list[str]:
+        """Start a rollout for each deployment whose alias moved to a version it never tried.
+
+        A version whose rollout was rolled back or aborted is not tried again by itself:
+        promote another version, or start a rollout by hand.
+        """
+        if self.resolve_alias is None:
+            return []
+        with self.engine.connect() as conn:
+            deps = conn.execute(
+                sa.select(db.deployments).where(db.deployments.c.alias.is_not(None))
+            ).all()
+            tried = {
+                (r.project, r.deployment, r.to_version)
+                for r in conn.execute(
+                    sa.select(
+                        db.rollouts.c.project, db.rollouts.c.deployment, db.rollouts.c.to_version
+                    )
+                )
+            }
+        notes = []
+        for dep in deps:
+            try:
+                version = self.resolve_alias(dep.model, dep.alias)
+            except Exception:  # the registry being away must not stop gates
+                log.exception("could not resolve %s@%s", dep.model, dep.alias)
+                continue
+            if version is None or version == dep.version:
+                continue
+            if (dep.project, dep.name, version) in tried:
+                continue
+            policy = dep.policy or {}
+            who = Principal(
+                token_id="", project=dep.project, name=f"alias:{dep.alias}", role=Role.OPERATOR
+            )
+            gate = Gate(**(policy.get("gate") or {}))
+            try:
+                result = self.start_rollout(
+                    who, dep.name, version, WaveSpec.parse(policy.get("waves") or "5,25,100"), gate
+                )
+            except FleetConflict:
+                continue  # a rollout is running; the alias is looked at again next tick
+            notes.append(
+                f"{dep.model}@{dep.alias} -> {version}: rollout {result['id']} of {dep.name}"
+            )
+        return notes
 
     def _refuse_if_active(self, conn: Connection, project: str, deployment: str) -> None:
         active = conn.execute(
@@ -964,7 +1072,7 @@ class FleetService:
                     )
                 )
             ]
-        notes = []
+        notes = self.follow_aliases()
         for project, rollout_id in running:
             note = self._tick_one(project, rollout_id)
             if note:

@@ -78,6 +78,16 @@ class Signer:
     def sign(self, payload: bytes) -> str:
         return base64.b64encode(self.key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
 
+    def verifies(self, document: dict[str, Any], signature: str) -> bool:
+        """Whether `signature` over `document` was made by this key."""
+        try:
+            self.key.public_key().verify(
+                base64.b64decode(signature), canonical_json(document), ec.ECDSA(hashes.SHA256())
+            )
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
     def envelope(self, document: dict[str, Any], signature: str | None = None) -> dict[str, Any]:
         """The signed envelope of `document`; `signature` reuses one made earlier over the
         same canonical bytes (signing is deterministic in content, not in bytes)."""
