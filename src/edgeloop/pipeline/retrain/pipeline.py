@@ -32,7 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "max_site_regression": 0.05,  # and may lose at most this much on any one site
     "min_rows": 10,
     "C": 1.0,
-    "drift_lookback": "7d",  # a drift-triggered run reads captures and labels this far back
+    "drift_lookback": "7d",
+    "promote": False,  # a version that passes the gate also becomes `champion` (moves the fleet)  # a drift-triggered run reads captures and labels this far back
 }
 
 
@@ -354,7 +355,10 @@ def register(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(ctx.read_artifact(art))
             info = registry.register(
-                root, lineage=lineage, source_key=ctx.run_id, aliases=["candidate"]
+                root,
+                lineage=lineage,
+                source_key=ctx.run_id,
+                aliases=["candidate", "champion"] if cfg["promote"] else ["candidate"],
             )
     finally:
         registry.close()
