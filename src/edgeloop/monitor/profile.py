@@ -31,6 +31,7 @@ PROFILE_FORMAT = "edgeloop.profile/v1"
 DEFAULT_MAX_CATEGORIES = 50
 DEFAULT_SAMPLE_ROWS = 500
 OTHER = "__other__"
+MAX_DEVIATIONS = 1e6
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ class ReferenceSample:
     def standardise(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
         """Scale raw rows like the sample's; missing values become the reference mean (0)."""
         out = (matrix - np.asarray(self.mean)) / np.asarray(self.scale)
-        return np.where(np.isfinite(out), out, 0.0)
+        # Squared distances between rows further apart than this overflow to inf and turn
+        # the whole MMD kernel into NaN; a million deviations is far enough for any verdict.
+        return np.clip(np.where(np.isfinite(out), out, 0.0), -MAX_DEVIATIONS, MAX_DEVIATIONS)
 
 
 @dataclass(frozen=True)
