@@ -341,18 +341,19 @@ def test_download_package_from_a_store_without_the_database(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_kill_9_mid_registration_leaves_a_number_that_is_swept_never_reused(
-    database: str, store: LocalStore, keys: KeyPair, package: Path, tmp_path: Path
+def _register_and_kill(
+    database: str, store: LocalStore, keys: KeyPair, package: Path, tmp: Path, stall: str
 ) -> None:
+    """Run a registration in a child process and kill -9 it where `stall` says."""
     import signal
     import subprocess
     import sys
 
-    public_file = tmp_path / "pub.pem"
+    public_file = tmp / "pub.pem"
     public_file.write_text(keys.public)
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("register_child.py")), database,
-         str(store.root), str(keys.private), str(public_file), str(package), "run-1"],
+         str(store.root), str(keys.private), str(public_file), str(package), "run-1", stall],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -362,6 +363,12 @@ def test_kill_9_mid_registration_leaves_a_number_that_is_swept_never_reused(
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+def test_kill_9_mid_registration_leaves_a_number_that_is_swept_never_reused(
+    database: str, store: LocalStore, keys: KeyPair, package: Path, tmp_path: Path
+) -> None:
+    _register_and_kill(database, store, keys, package, tmp_path, "store")
     registry = Registry(database, store, public_key=keys.public, signing_key=keys.private)
     try:
         assert [(v.version, v.state) for v in registry.versions("demo", include_all=True)] == [
@@ -370,15 +377,77 @@ def test_kill_9_mid_registration_leaves_a_number_that_is_swept_never_reused(
         assert {o.key for o in store.list("models/demo/1/")} == {
             "models/demo/1/" + MANIFEST_NAME, "models/demo/1/model.onnx",
         }  # fmt: skip
-        with pytest.raises(RegistryError, match="pending"):
-            registry.register(package, source_key="run-1")
-        assert registry.register(package).version == 2  # others are not blocked
-        assert registry.sweep_pending(older_than=3600) == []  # not stale yet
-        swept = registry.sweep_pending(older_than=0)
-        assert [(v.version, v.state) for v in swept] == [(1, VersionState.FAILED)]
-        assert list(store.list("models/demo/1/")) == []
+        # The writer is dead (same host, its pid gone): the retry sweeps its number at once.
         again = registry.register(package, source_key="run-1")
-        assert again.version == 3 and again.state is VersionState.REGISTERED
+        assert again.version == 2 and again.state is VersionState.REGISTERED
+        assert [(v.version, v.state) for v in registry.versions("demo", include_all=True)] == [
+            (1, VersionState.FAILED), (2, VersionState.REGISTERED),
+        ]  # fmt: skip
+        assert list(store.list("models/demo/1/")) == []
+        assert registry.register(package, source_key="run-1").version == 2  # idempotent
+    finally:
+        registry.close()
+
+
+def test_a_live_or_unknown_writer_is_swept_only_when_stale(
+    registry: Registry, store: LocalStore, package: Path
+) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from edgeloop.registry.db import VersionRow
+    from edgeloop.registry.owner import current_owner
+
+    registry.register(package)
+    for owner in (current_owner(), "another-host:12345:999"):
+        with Session(registry.engine) as session, session.begin():
+            session.execute(
+                update(VersionRow).values(state="pending", owner=owner, source_key="run-9")
+            )
+        assert registry.recover().swept == []  # alive here, or unknown elsewhere: not stale
+        with pytest.raises(RegistryError, match="pending"):
+            registry.register(package, source_key="run-9")
+        assert [v.version for v in registry.sweep_pending(older_than=0)] == [1]
+        assert registry.get("demo", 1).state is VersionState.FAILED
+
+
+def test_kill_9_after_recording_before_the_event_is_announced_by_recover(
+    database: str, store: LocalStore, keys: KeyPair, package: Path, tmp_path: Path,
+    journal: SQLiteJournal,
+) -> None:  # fmt: skip
+    _register_and_kill(database, store, keys, package, tmp_path, "event")
+    assert journal.read(0, types=["model.registered"]) == []
+    registry = Registry(database, store, public_key=keys.public, signing_key=keys.private,
+                        events=JournalSink(journal))  # fmt: skip
+    try:
+        assert registry.get("demo", 1).state is VersionState.REGISTERED  # recorded, not announced
+        done = registry.recover()
+        assert [v.ref for v in done.announced] == ["demo:1"] and done.swept == []
+        assert registry.recover().announced == []  # sent once, then marked
+        registry.register(package)  # announced as it registers: nothing left for recover
+        assert registry.recover().announced == []
+    finally:
+        registry.close()
+    entries = journal.read(0, types=["model.registered"])
+    assert [e.event.id for e in entries] == ["model.registered/demo/1", "model.registered/demo/2"]
+
+
+def test_a_database_from_before_new_columns_is_upgraded_in_place(
+    store: LocalStore, keys: KeyPair, package: Path, tmp_path: Path, journal: SQLiteJournal
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    Registry(db, store, public_key=keys.public, signing_key=keys.private).register(package)
+    with sqlite3.connect(db) as conn:  # the schema before `owner` and `announced` existed
+        conn.execute("ALTER TABLE registry_versions DROP COLUMN owner")
+        conn.execute("ALTER TABLE registry_versions DROP COLUMN announced")
+    registry = Registry(db, store, public_key=keys.public, signing_key=keys.private,
+                        events=JournalSink(journal))  # fmt: skip
+    try:
+        assert registry.get("demo", 1).state is VersionState.REGISTERED
+        assert [v.ref for v in registry.recover().announced] == ["demo:1"]
+        assert registry.register(package).version == 2
     finally:
         registry.close()
 

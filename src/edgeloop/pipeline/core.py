@@ -95,7 +95,14 @@ class CorePipelines:
         def start(run_id: str) -> None:
             self.run(self.runs.get_run(run_id).pipeline, run_id=run_id)
 
-        return TriggerWorker(rules, self.journal, self.runs, start, lookup)
+        def repair_registry() -> None:
+            from edgeloop.registry.workspace import recover_registry
+
+            recover_registry(self.ws)  # pending versions of a dead run, lost events
+
+        return TriggerWorker(
+            rules, self.journal, self.runs, start, lookup, repairs=[repair_registry]
+        )
 
     def close(self) -> None:
         for ex in self._executors.values():

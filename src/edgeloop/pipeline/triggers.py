@@ -190,6 +190,7 @@ class TriggerWorker:
     start_run: Callable[[str], None]  # run id -> runs it to the end
     pipeline_for: Callable[[str], tuple[str, dict[str, Any], str]]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    repairs: list[Callable[[], object]] = field(default_factory=list)  # more crash recovery
     _cron_checked: dict[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -197,11 +198,17 @@ class TriggerWorker:
         self._crons = {r.name: Cron(r.cron) for r in self.rules if r.cron}
 
     def recover(self) -> None:
-        """After a crash: a run left `running` did not finish; record it failed, never rerun it."""
+        """After a crash: a run left `running` did not finish; record it failed, never rerun it.
+        Then run the `repairs` of the components the core hosts (e.g. the registry's)."""
         for run in self.runs.list_runs(limit=10_000, state=RUNNING):
             self.runs.finish_run(
                 run.run_id, FAILED, error="interrupted: the core stopped while this run was running"
             )
+        for repair in self.repairs:
+            try:
+                repair()
+            except Exception:  # a repair that fails now is retried at the next start
+                log.exception("crash recovery step %r failed; carrying on", repair)
 
     def poll(self) -> int:
         """One pass: admit new events, close expired windows, fire due cron slots; return the

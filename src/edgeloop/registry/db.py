@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     DateTime,
     Engine,
     ForeignKey,
@@ -19,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -77,6 +80,8 @@ class VersionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default=VersionState.PENDING.value)
     source_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # host:pid:start of the process writing a pending version, so a dead one is swept at once
+    owner: Mapped[str | None] = mapped_column(String(200), default=None)
     prefix: Mapped[str] = mapped_column(String(300))
     format: Mapped[str] = mapped_column(String(32))
     runtime: Mapped[str] = mapped_column(String(32))
@@ -87,6 +92,9 @@ class VersionRow(Base):
     signer: Mapped[str | None] = mapped_column(String(64), default=None)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     registered: Mapped[datetime | None] = mapped_column(default=None)
+    # when `model.registered` went out; None on a registered version means it may have been
+    # lost (a crash right after registering) and `Registry.recover` sends it again
+    announced: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class AliasRow(Base):
@@ -139,4 +147,26 @@ def make_engine(url: str | Path) -> Engine:
             if attempt == 2:
                 raise
             time.sleep(0.05)  # another process created the tables at the same moment: recheck
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add columns newer than an existing database (create_all makes missing tables only)."""
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            assert isinstance(column, Column) and column.nullable  # only optional columns added
+            ddl = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    # names come from our own table metadata, never from input
+                    add = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl}"
+                    conn.execute(text(add))
+            except DBAPIError:
+                # another process added it at the same moment; anything else fails the check
+                columns = inspect(engine).get_columns(table.name)
+                if column.name not in {c["name"] for c in columns}:
+                    raise

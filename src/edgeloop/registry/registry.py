@@ -30,6 +30,7 @@ from edgeloop.registry.db import (
     make_engine,
 )
 from edgeloop.registry.lineage import Lineage
+from edgeloop.registry.owner import current_owner, owner_is_dead
 from edgeloop.registry.signing import (
     VerifiedPackage,
     load_private_key,
@@ -47,6 +48,16 @@ CHAMPION = "champion"
 CANDIDATE = "candidate"
 RESERVED_ALIASES = frozenset({"latest"})
 _RESERVE_ATTEMPTS = 20
+# A pending version whose writer cannot be checked (another host) is abandoned after this.
+STALE_PENDING_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `Registry.recover` repaired: versions swept to `failed`, versions re-announced."""
+
+    swept: list[VersionInfo]
+    announced: list[VersionInfo]
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,7 @@ class Registry:
             if done is not None:
                 self._emit_registered(done)  # at-least-once: the event may have been lost
                 return done
+        self.sweep_pending()  # a crashed registration of this key must not block its retry
         lineage = _lineage_for(manifest, lineage, self._alias_version(name, CHAMPION))
         for _ in range(_RESERVE_ATTEMPTS):
             version = self._reserve(name, manifest, source_key)
@@ -209,6 +221,7 @@ class Registry:
                             model=name, version=version, source_key=source_key,
                             prefix=package_prefix(name, version), format=manifest.format.value,
                             runtime=manifest.runtime.value, state=VersionState.PENDING.value,
+                            owner=current_owner(),
                         )
                     )  # fmt: skip
                 return version
@@ -258,7 +271,9 @@ class Registry:
                 raise RegistryError(
                     f"{name}: version {row.version} with source key {source_key!r} is "
                     f"{row.state} (since {row.created:%Y-%m-%d %H:%M:%S}); retry later, or if "
-                    "the process registering it died, `Registry.sweep_pending()` frees it"
+                    "the process registering it died on another host, it is freed after "
+                    f"{STALE_PENDING_SECONDS:.0f} s (`Registry.sweep_pending(older_than=0)` "
+                    "frees it now)"
                 )
 
     def _set_failed(self, name: str, version: int) -> None:
@@ -270,16 +285,21 @@ class Registry:
                 row.state = VersionState.FAILED.value
                 row.source_key = None
 
-    def sweep_pending(self, older_than: float = 3600.0) -> list[VersionInfo]:
-        """Mark versions left `pending` for more than `older_than` seconds (their registering
-        process died) as `failed`, and delete what they had written to the store."""
+    def sweep_pending(self, older_than: float = STALE_PENDING_SECONDS) -> list[VersionInfo]:
+        """Mark abandoned `pending` versions `failed` and delete what they had written to the
+        store: those whose registering process on this host has exited, and any left pending
+        for more than `older_than` seconds (a writer on another host)."""
         cutoff = utcnow().timestamp() - older_than
         swept: list[VersionInfo] = []
         with Session(self.engine) as session:
             rows = session.scalars(
                 select(VersionRow).where(VersionRow.state == VersionState.PENDING.value)
             ).all()
-            stale = [(r.model, r.version) for r in rows if _timestamp(r.created) <= cutoff]
+            stale = [
+                (r.model, r.version)
+                for r in rows
+                if _timestamp(r.created) <= cutoff or owner_is_dead(r.owner)
+            ]
         for name, version in stale:
             prefix = package_prefix(name, version)
             for info in list(self.store.list(prefix)):
@@ -287,6 +307,29 @@ class Registry:
             self._set_failed(name, version)
             swept.append(self.get(name, version))
         return swept
+
+    def recover(self, older_than: float = STALE_PENDING_SECONDS) -> Recovery:
+        """Repair what a crash can leave behind (the core runs this at start): sweep abandoned
+        pending versions, and send `model.registered` for registered versions whose event may
+        have been lost (event ids make a repeat a no-op)."""
+        swept = self.sweep_pending(older_than)
+        announced: list[VersionInfo] = []
+        if self.events is not None:
+            with Session(self.engine) as session:
+                rows = session.scalars(
+                    select(VersionRow)
+                    .where(
+                        VersionRow.state == VersionState.REGISTERED.value,
+                        VersionRow.announced.is_(None),
+                    )
+                    .order_by(VersionRow.model, VersionRow.version)
+                ).all()
+                todo = [(r.model, r.version) for r in rows]
+            for name, version in todo:
+                info = self.get(name, version)
+                self._emit_registered(info)
+                announced.append(info)
+        return Recovery(swept=swept, announced=announced)
 
     def _emit_registered(self, info: VersionInfo) -> None:
         if self.events is None:
@@ -307,6 +350,10 @@ class Registry:
                 },
             )
         )
+        with Session(self.engine) as session, session.begin():
+            row = _version_row(session, info.name, info.version)
+            if row.announced is None:
+                row.announced = utcnow()
 
     # -- read ------------------------------------------------------------------------------
     def models(self) -> list[str]:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from edgeloop.errors import ConfigError
 from edgeloop.journal.base import JournalSink
-from edgeloop.registry.registry import Registry
+from edgeloop.registry.registry import Recovery, Registry
 from edgeloop.registry.signing import SIGNING_KEY_NAME, load_public_key
 from edgeloop.workspace.config import SiteConfig, Tier
 from edgeloop.workspace.workspace import Workspace
 
 DATABASE_NAME = "registry.db"
+log = logging.getLogger(__name__)
 
 
 def core_site(workspace: Workspace) -> SiteConfig:
@@ -56,3 +58,20 @@ def open_registry(workspace: Workspace, database: str | None = None) -> Registry
         events=JournalSink(workspace.journal(core.name)),
         site=core.name,
     )
+
+
+def recover_registry(workspace: Workspace, database: str | None = None) -> Recovery | None:
+    """Run `Registry.recover` on the workspace's registry (what the core does at start);
+    None when the workspace has no signing key configured, so no registry to repair."""
+    if workspace.config.signing is None:
+        return None
+    registry = open_registry(workspace, database)
+    try:
+        done = registry.recover()
+    finally:
+        registry.close()
+    for info in done.swept:
+        log.warning("registry: %s was left pending by a dead registration; marked failed", info.ref)
+    for info in done.announced:
+        log.info("registry: re-sent model.registered for %s", info.ref)
+    return done
