@@ -24,8 +24,12 @@ def test_init_writes_core_and_two_edges(tmp_path: Path) -> None:
     for site in loaded.sites():
         store = loaded.store(site.name)
         assert Path(store.url.removeprefix("file://")).is_relative_to(loaded.root)
-    assert {r.source for r in loaded.rules()} == {"edge-a", "edge-b"}
-    assert all(r.target == "core" for r in loaded.rules())
+    up = [r for r in loaded.rules() if r.target == "core"]
+    assert {r.source for r in up} == {"edge-a", "edge-b"}
+    down = [(r.target, r.prefix) for r in loaded.rules() if r.source == "core"]
+    assert sorted(down) == sorted(
+        (edge, prefix) for edge in ("edge-a", "edge-b") for prefix in ("models/", "fleet/desired/")
+    )
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -6,10 +6,15 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from edgeloop.cli.common import WorkspaceOption, friendly_errors, load_workspace
+from edgeloop.cli.common import WorkspaceOption, err_console, friendly_errors, load_workspace
+
+if TYPE_CHECKING:
+    from edgeloop.fleet.embedded import ControlPlaneThread
+    from edgeloop.workspace import Workspace
 
 log = logging.getLogger("edgeloop.core")
 
@@ -28,6 +33,18 @@ def core(
         True,
         "--monitor/--no-monitor",
         help="Run the drift and quality jobs every `monitoring.every` (edgeloop.yaml).",
+    ),
+    control: bool = typer.Option(
+        True,
+        "--control/--no-control",
+        help="Serve the fleet control plane (API, OpenAPI at /api/v1/openapi.json) in this "
+        "process.",
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address of the control plane."),
+    port: int = typer.Option(
+        None,
+        "--port",
+        help="Port of the control plane. Default: the core site's control_port, else 8700.",
     ),
 ) -> None:
     """Run the core: watch the core journal for trigger events, run pipelines, register models,
@@ -61,11 +78,33 @@ def core(
             pipelines.journal.url,
         )
         watcher = None
+        plane = None
         try:
+            if control:
+                plane = _start_control_plane(ws, pipelines.site, host, port)
             watcher = monitor_in_thread(ws, pipelines.site, stop) if monitor else None
             worker.serve(stop, interval)
         finally:
             stop.set()
             if watcher is not None:
                 watcher.join(timeout=30)
+            if plane is not None:
+                plane.stop()
             pipelines.close()
+
+
+def _start_control_plane(
+    ws: Workspace, site: str, host: str, port: int | None
+) -> ControlPlaneThread:
+    from edgeloop.fleet.embedded import control_plane_for_workspace
+
+    plane = control_plane_for_workspace(ws, site, host=host, port=port)
+    built = plane.start()
+    token = built.settings.admin_token_path
+    state = "minted at this first start" if built.minted_admin else "from an earlier start"
+    err_console.print(
+        f"control plane on {plane.url} (OpenAPI: {plane.url}/api/v1/openapi.json); "
+        f"admin token ({state}, mode 0600): {token}",
+        highlight=False,
+    )
+    return plane

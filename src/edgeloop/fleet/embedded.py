@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 from edgeloop.errors import ConfigError
 from edgeloop.fleet.app import create_control_app
 from edgeloop.fleet.control import ControlPlane, ControlSettings, build_control_plane
+from edgeloop.workspace.workspace import Workspace
+
+DEFAULT_CONTROL_PORT = 8700
 
 if TYPE_CHECKING:
     import uvicorn
@@ -69,3 +72,13 @@ class ControlPlaneThread:
         if self.plane is not None:
             self.plane.engine.dispose()
         self._server, self._thread = None, None
+
+
+def control_plane_for_workspace(
+    workspace: Workspace, site: str | None, *, host: str, port: int | None
+) -> ControlPlaneThread:
+    """The (not yet started) control plane of a workspace's core, on `port` or the core
+    site's `control_port` (default 8700)."""
+    settings = ControlSettings.for_workspace(workspace, site)
+    port = port or workspace.site(settings.core_site).control_port or DEFAULT_CONTROL_PORT
+    return ControlPlaneThread(settings, host=host, port=port)

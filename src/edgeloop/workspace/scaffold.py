@@ -42,6 +42,18 @@ def default_config(project: str, edges: tuple[str, ...] = DEFAULT_EDGES) -> Work
         for edge in edges
         for prefix in ("captures/", "labels/")
     ]
+    # Down to each edge: signed model packages and signed desired state (an agent reads its
+    # own, fleet/desired/<site>.json, to reconcile with the control plane out of reach).
+    rules += [
+        rule
+        for edge in edges
+        for rule in (
+            ReplicationRule(name=f"{edge}-models-down", source="core", target=edge,
+                            prefix="models/", anti_entropy_interval=60),
+            ReplicationRule(name=f"{edge}-desired-down", source="core", target=edge,
+                            prefix="fleet/desired/", anti_entropy_interval=30),
+        )
+    ]  # fmt: skip
     return WorkspaceConfig(project=project, sites=sites, replication=rules)
 
 

@@ -62,7 +62,7 @@ class AgentConfig:
         return self.state_dir / "desired-key.pem"
 
 
-DEFAULT_CONTROL_PORT = 8700
+DEFAULT_CONTROL_PORT = 8700  # as edgeloop.fleet.embedded (not imported: agents need no server)
 
 
 def for_workspace(
