@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edgeloop.dashboard import DashboardSources, mount_dashboard
 from edgeloop.errors import FleetConflict, FleetError, FleetNotFound
 from edgeloop.fleet.auth import Authenticator, Principal, TokenRefused
 from edgeloop.fleet.control import ControlPlane, ControlSettings, build_control_plane
@@ -523,6 +524,9 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
 
     for action in ("pause", "resume", "abort", "rollback"):
         api.post(f"/rollouts/{{rollout_id}}/{action}", name=f"{action}_rollout")(_action(action))
+
+    # The dashboard's read-only routes (in POLICY like every other) and its pages at /ui/.
+    mount_dashboard(app, Depends(authorize), DashboardSources.from_settings(settings))
 
     def _openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

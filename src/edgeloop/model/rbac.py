@@ -86,14 +86,32 @@ POLICY: tuple[RoutePolicy, ...] = (
     RoutePolicy("POST", f"{API}/rollouts/{{rollout_id}}/resume", OPERATORS),
     RoutePolicy("POST", f"{API}/rollouts/{{rollout_id}}/abort", OPERATORS),
     RoutePolicy("POST", f"{API}/rollouts/{{rollout_id}}/rollback", OPERATORS),
+    # what the dashboard reads: the registry, the core journal, drift and quality
+    RoutePolicy("GET", f"{API}/registry/models", READERS),
+    RoutePolicy("GET", f"{API}/registry/models/{{name}}", READERS),
+    RoutePolicy("GET", f"{API}/journal", READERS),
+    RoutePolicy("GET", f"{API}/monitoring", READERS),
+    RoutePolicy("GET", f"{API}/monitoring/{{name}}/drift", READERS),
+    RoutePolicy("GET", f"{API}/monitoring/{{name}}/quality", READERS),
 )
 
-#: The serving admin API (repository load/unload of an edge's inference server): agents swap
-#: models there, operators may too; the serving app enforces it with its own token.
+#: The serving admin API of an edge's inference server: repository index, load (hot swap),
+#: unload, and the status the agent reads. It accepts one credential only, the server's own
+#: token (`serving-token`, 0600, minted by `edgeloop serve`), which the site's agent holds;
+#: no control-plane token of any role opens it (tests/fleet/test_serving_rbac_matrix.py).
+#: An operator swaps by hand on the edge host with that file, or fleet-wide via deployments.
 SERVING_POLICY: tuple[RoutePolicy, ...] = (
-    RoutePolicy("GET", "/v2/repository/index", READERS | {Role.AGENT}),
-    RoutePolicy("POST", "/v2/repository/models/{name}/load", OPERATORS | {Role.AGENT}),
-    RoutePolicy("POST", "/v2/repository/models/{name}/unload", OPERATORS | {Role.AGENT}),
+    RoutePolicy("POST", "/v2/repository/index", frozenset({Role.AGENT}), site_scoped=True),
+    RoutePolicy(
+        "POST", "/v2/repository/models/{model_name}/load", frozenset({Role.AGENT}), site_scoped=True
+    ),
+    RoutePolicy(
+        "POST",
+        "/v2/repository/models/{model_name}/unload",
+        frozenset({Role.AGENT}),
+        site_scoped=True,
+    ),
+    RoutePolicy("GET", "/v2/status", frozenset({Role.AGENT}), site_scoped=True),
 )
 
 _BY_KEY = {p.key: p for p in POLICY}
