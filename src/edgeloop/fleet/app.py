@@ -31,8 +31,8 @@ from edgeloop.fleet.control import ControlPlane, ControlSettings, build_control_
 from edgeloop.fleet.schemas import (
     ActionIn,
     DeploymentIn,
-    HeartbeatIn,
     GateIn,
+    HeartbeatIn,
     JoinTokenIn,
     LabelsIn,
     ProjectIn,
