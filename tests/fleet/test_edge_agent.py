@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edge_harness import MODEL, World, make_world, tamper, wait_until
+from edge_harness import MODEL, SITE, World, make_world, tamper, wait_until
 
 from edgeloop.model.rbac import Role
 
@@ -164,3 +164,68 @@ def test_promoting_a_new_champion_moves_the_fleet_through_a_rollout(world: World
     assert rollout["created_by"] == "alias:champion"
     assert world.serving_version() == v2
     assert world.admin.deployments()[0]["version"] == v2
+
+
+def _forge(world: World, document: dict[str, object], key: Path | None = None) -> bytes:
+    from edgeloop.fleet.signing import Signer, load_or_create_key
+    from edgeloop.model.desired import canonical_json
+
+    signer = Signer(load_or_create_key(key or world.key_path))
+    return canonical_json(signer.envelope(document))
+
+
+@pytest.mark.parametrize(
+    "how", ["flipped-byte", "wrong-signer", "other-site", "replay", "downgrade", "garbage"]
+)
+def test_tampered_desired_state_is_rejected_and_the_site_keeps_serving(
+    world: World, how: str, tmp_path: Path
+) -> None:
+    from edgeloop.fleet.signing import desired_key
+
+    v1 = _deploy_v1(world)
+    agent = world.agent(join_token_file=world.join_token_file())
+    world.replicate()
+    agent.start()
+    v2 = world.register(seed=1)
+    world.admin.deploy("vision", MODEL, v2, "region=eu")
+    world.replicate()
+    wait_until(lambda: world.serving_version() == v2, step=agent.step)
+    genuine = world.edge_store.get(desired_key(SITE)).read()
+    generation = agent.state.generation
+    world.control.stop()  # offline: only the store copy can bring a new state
+    document = {
+        "kind": "edgeloop.desired-state/v1",
+        "project": "shop",
+        "site": SITE,
+        "generation": generation + 1,
+        "issued_at": 0.0,
+        "models": [{"model": MODEL, "version": v1, "deployment": "vision", "rollout": None,
+                    "rollback": False}],
+    }  # fmt: skip
+    if how == "flipped-byte":
+        forged = bytearray(genuine)
+        forged[len(forged) // 2] ^= 0x01
+        raw = bytes(forged)
+    elif how == "wrong-signer":
+        raw = _forge(world, {**document, "models": []}, tmp_path / "attacker.pem")
+    elif how == "other-site":
+        raw = _forge(world, {**document, "site": "edge-b", "models": []})
+    elif how == "replay":
+        raw = _forge(world, {**document, "generation": 1, "models": []})
+    elif how == "downgrade":  # correctly signed, newer, but an older version without rollback
+        raw = _forge(world, document)
+    else:
+        raw = b'{"kind": "edgeloop.signed/v1", "payload": "!!", "signature": ""}'
+    world.edge_store.put(desired_key(SITE), raw)
+    for _ in range(3):
+        agent.step()
+    assert world.serving_version() == v2
+    assert [h["version"] for h in agent.state.history if h["kind"] == "load"] == [v1, v2]
+    outcomes = [r["outcome"] for r in agent.state.outbox]
+    if how == "replay":
+        assert agent.state.generation == generation and outcomes == []
+    elif how == "downgrade":
+        assert outcomes == ["refused"]  # reported once, however many rounds
+    else:
+        assert agent.state.generation == generation
+        assert outcomes and set(outcomes) == {"alert"}
