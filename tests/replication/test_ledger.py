@@ -83,3 +83,14 @@ def test_state_survives_reopening_and_pairs_do_not_mix(tmp_path: Path) -> None:
     again.close()
     with pytest.raises(ReplicationError, match="belongs to"):
         Ledger(path, pair="a -> c")
+
+
+def test_records_between_reads_one_key_range(ledger: Ledger) -> None:
+    ledger.enqueue([CopyTask(f"k/{i}", i, f"s{i}") for i in range(6)])
+    ledger.mark_done([Copied("k/2", "s2", 2, "s2")])
+    records = ledger.records_between("k/1", "k/4")
+    assert sorted(records) == ["k/2", "k/3", "k/4"]
+    assert records["k/2"].state == "done"
+    assert records["k/3"].state == "pending"
+    assert records["k/3"].sha256 == "s3"
+    assert sorted(ledger.records_between(None, "k/0")) == ["k/0"]

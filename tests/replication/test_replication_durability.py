@@ -1,19 +1,20 @@
 """A batch of copies into a directory store is made durable (its directories fsynced) before
-its events are emitted and before the ledger marks it done."""
+its events are emitted and before the ledger marks it done; planning overlaps the copies."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from replication_doubles import Source
+from replication_doubles import Source, WrappedStore
 
 import edgeloop.store.local as local_module
 from edgeloop.model.events import Event
-from edgeloop.replication import Ledger, ReplicationOptions, Replicator
-from edgeloop.store import LocalStore
+from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
+from edgeloop.store import LocalStore, ObjectStore
+from edgeloop.store.base import ObjectInfo, PutData
 
 
 class CheckingSink:
@@ -71,3 +72,55 @@ def test_directories_are_synced_before_events_and_ledger(
     # Batched: far fewer directory syncs than objects.
     assert len(calls) < 200 // 4
     assert ledger.counts().done == 200
+
+
+class CountingSource(WrappedStore):
+    """Counts listing calls; the second one opens `listed_again`."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.listed_again = threading.Event()
+
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        self._count("list")
+        if self.calls["list"] >= 2:
+            self.listed_again.set()
+        return self.inner.list(prefix, start_after=start_after)
+
+
+class GatedTarget(WrappedStore):
+    """Holds every put after the first `free` until the source has been listed a second time
+    (waiting at most 10 s, once: a put that waits it out opens the gate for good)."""
+
+    def __init__(self, inner: ObjectStore, source: CountingSource, free: int) -> None:
+        super().__init__(inner)
+        self.source = source
+        self.free = free
+        self.waited_out = 0
+
+    def put(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> ObjectInfo:
+        self._count("put")
+        if self.calls["put"] > self.free and not self.source.listed_again.wait(10):
+            with self._lock:
+                self.waited_out += 1
+            self.source.listed_again.set()
+        return self.inner.put(key, data, expected_sha256=expected_sha256)
+
+
+def test_next_listing_page_is_read_while_copies_are_in_flight(
+    source: Source, tmp_path: Path
+) -> None:
+    # The last copies of the first page (of 50) cannot finish before the second page is
+    # listed: only a replicator that plans ahead while copying gets through without waiting.
+    written = source.write(120)
+    counting = CountingSource(source.store)
+    target = GatedTarget(LocalStore(tmp_path / "target", fsync=False), counting, free=40)
+    rep = Replicator(
+        counting, target, Ledger(tmp_path / "ledger.db"), MemorySink(),
+        options=ReplicationOptions(transfers=2, list_page=50),
+    )  # fmt: skip
+    with rep:
+        snap = rep.run_once()
+    assert target.waited_out == 0
+    assert snap.copied == 120
+    assert {k: target.inner.get(k).read() for k in written} == written

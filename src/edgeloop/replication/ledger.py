@@ -260,6 +260,15 @@ class Ledger:
         row = self._run("SELECT sha256, size, state FROM objects WHERE key = ?", (key,)).fetchone()
         return LedgerRecord(row[0], int(row[1]), row[2]) if row else None
 
+    def records_between(self, after: str | None, last: str) -> dict[str, LedgerRecord]:
+        """What the ledger remembers of every key in (`after`, `last`], in one query (the
+        key range of a listing page)."""
+        rows = self._run(
+            "SELECT key, sha256, size, state FROM objects WHERE key > ? AND key <= ?",
+            (after or "", last),
+        ).fetchall()
+        return {k: LedgerRecord(s, int(n), st) for k, s, n, st in rows}
+
     def backlog(self) -> int:
         """How many objects wait to be copied."""
         row = self._run("SELECT COUNT(*) FROM objects WHERE state = 'pending'").fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from edgeloop.journal.base import JournalEntry
@@ -87,6 +88,7 @@ def diff_listing(
     return tasks
 
 
+@lru_cache(maxsize=64)  # called per replicated event, with the same few store URLs
 def public_url(url: str) -> str:
     """`url` without credentials, query string or fragment, for events and logs."""
     parts = urlsplit(url)

@@ -163,12 +163,27 @@ class Replicator:
         self._reset_counters()
         full = self.source_journal is None if full is None else full
         listing = full
+        more = True  # whether another planning step may find more to copy
         if full:
             self.ledger.start_pass()
-        while True:
+
+        def plan() -> None:
+            nonlocal listing, more
             pulled, listing = self._plan(listing)
-            self.drain()
-            if (pulled or listing or self._journal_waiting) and not self._blocked():
+            more = bool(pulled or listing or self._journal_waiting)
+
+        def plan_ahead() -> bool:
+            # Called by drain while copies are in flight, so the next journal batch or listing
+            # page is read while the workers copy the last one, not after.
+            if not more or self._blocked():
+                return False
+            plan()
+            return True
+
+        while True:
+            plan()
+            self.drain(plan_ahead)
+            if more and not self._blocked():
                 continue
             if not self._wait_for_due() and not listing:
                 break
@@ -286,7 +301,7 @@ class Replicator:
         there = list(
             takewhile(lambda i: i.key <= last, self.target.list(prefix, start_after=after))
         )
-        tasks = diff_listing(page, there, self.ledger.record)
+        tasks = diff_listing(page, there, self.ledger.records_between(after, last).get)
         done = len(page) < size
         self.ledger.enqueue(tasks, watermark=last, pass_done=done)
         return not done
@@ -299,11 +314,18 @@ class Replicator:
             )
         return self._pool
 
-    def drain(self) -> None:
+    def drain(self, plan_ahead: Callable[[], bool] | None = None) -> None:
         """Copy every entry that is due now, `transfers` at a time, until none is left or the
-        target is unreachable (then the backlog waits on disk)."""
+        target is unreachable (then the backlog waits on disk).
+
+        `plan_ahead`, when given, is called as the queue runs low to queue more entries (it
+        returns False when it did nothing), so planning overlaps with the copies in flight.
+        """
         pool = self._executor()
         window = self.options.transfers * 4
+        # Refill below this many queued entries: deep enough to keep the workers busy while
+        # the next page is planned.
+        low_water = max(window, self.options.list_page // 2)
         completions: queue.SimpleQueue[Future[CopyOutcome]] = queue.SimpleQueue()
         inflight: dict[Future[CopyOutcome], LedgerEntry] = {}
         waiting: deque[LedgerEntry] = deque()
@@ -315,11 +337,14 @@ class Replicator:
         while True:
             # On stop, start nothing new: in-flight copies finish and are flushed.
             if time.time() >= self._paused_until and not self._stop.is_set():
-                if fetch and len(waiting) < window:
-                    fresh = self.ledger.due(self.options.list_page, exclude=claimed)
-                    fetch = bool(fresh)  # nothing new until the next flush changes the ledger
-                    waiting.extend(fresh)
-                    claimed.update(e.key for e in fresh)
+                if len(waiting) < low_water:
+                    if not fetch and plan_ahead is not None and plan_ahead():
+                        fetch = True  # the plan may have queued entries
+                    if fetch:
+                        fresh = self.ledger.due(self.options.list_page, exclude=claimed)
+                        fetch = bool(fresh)  # nothing new until a flush or plan changes it
+                        waiting.extend(fresh)
+                        claimed.update(e.key for e in fresh)
                 while waiting and len(inflight) < window:
                     entry = waiting.popleft()
                     future = pool.submit(
