@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from edgeloop.errors import MonitoringError
@@ -160,6 +161,102 @@ def _first_output(raw: Any) -> Any:
     return next(iter(flat.values()), None)
 
 
+def _one_tensor_per_row(column: pa.Array, data: pa.DataType | None) -> pa.StructArray | None:
+    """The tensor of each row of a JSON text column of one-tensor OIP lists (as edgeloop's
+    serving captures them), parsed by pyarrow's JSON reader in one C++ pass, its elements as
+    `data` (None: inferred); None when the column has any other shape, and the caller parses
+    it row by row instead."""
+    if column.null_count or not pa.types.is_string(column.type) or len(column) == 0:
+        return None
+    options = pa_json.ParseOptions()
+    if data is not None:
+        tensor = pa.struct([("name", pa.string()), ("shape", pa.list_(pa.int64())),
+                            ("data", pa.list_(data))])  # fmt: skip
+        options = pa_json.ParseOptions(
+            explicit_schema=pa.schema([("t", pa.list_(tensor))]), unexpected_field_behavior="ignore"
+        )
+    try:
+        lines = pc.binary_join_element_wise('{"t":', column, "}\n", "")
+        _, offsets, text = lines.buffers()
+        end = int(np.frombuffer(offsets, dtype=np.int32)[len(lines)])
+        parsed = pa_json.read_json(
+            pa.BufferReader(text.slice(0, end)),
+            read_options=pa_json.ReadOptions(block_size=max(1 << 20, end // 8 + 1)),
+            parse_options=options,
+        )
+        # pyarrow 26 can infer a list that starts with null into an invalid array: check.
+        parsed.validate(full=True)
+    except (pa.ArrowException, ValueError):
+        return None
+    tensors = parsed.column("t").combine_chunks() if "t" in parsed.column_names else None
+    if tensors is None or not pa.types.is_list(tensors.type) or tensors.null_count:
+        return None
+    item = tensors.type.value_type
+    if not pa.types.is_struct(item) or {"name", "data"} - {f.name for f in item}:
+        return None
+    if pc.min_max(pc.list_value_length(tensors)).as_py() != {"min": 1, "max": 1}:
+        return None
+    first: pa.StructArray = pc.list_flatten(tensors)
+    names, data = first.field("name"), first.field("data")
+    if names.null_count or len(pc.unique(names)) != 1 or not pa.types.is_list(data.type):
+        return None
+    return first
+
+
+def _tensor_matrix(first: pa.StructArray) -> tuple[str, np.ndarray[Any, Any]] | None:
+    """(name, rows x elements) of numeric one-tensor rows of equal shape; None otherwise.
+    Of a [rows, n] batch in one request, the first row stands for the request."""
+    data = first.field("data")
+    kind = data.type.value_type
+    if data.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return None
+    length = pc.min_max(pc.list_value_length(data)).as_py()
+    if length["min"] != length["max"] or not length["min"]:
+        return None
+    width = int(length["min"])
+    keep = width
+    if "shape" in first.type.names:
+        shapes = first.field("shape")
+        dims = pc.list_value_length(shapes)
+        if shapes.null_count or pc.min_max(dims).as_py()["min"] != pc.min_max(dims).as_py()["max"]:
+            return None
+        grid = pc.list_flatten(shapes).to_numpy(zero_copy_only=False).reshape(len(first), -1)
+        if grid.shape[1] and not (grid == grid[0]).all():
+            return None
+        if grid.shape[1] >= 2:
+            keep = min(width, max(1, int(np.prod(grid[0, 1:]))))
+    flat = pc.list_flatten(data).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return str(first.field("name")[0].as_py()), flat.reshape(len(first), width)[:, :keep]
+
+
+def _tensor_features(column: pa.Array) -> dict[str, pa.Array] | None:
+    """Features of a one-tensor OIP JSON column, named as `_flatten_record` names them."""
+    first = _one_tensor_per_row(column, pa.float64())
+    found = _tensor_matrix(first) if first is not None else None
+    if found is None:
+        return None
+    name, matrix = found
+    if matrix.shape[1] == 1:
+        return {name: pa.array(matrix[:, 0])}
+    return {f"{name}[{i}]": pa.array(matrix[:, i]) for i in range(matrix.shape[1])}
+
+
+def _tensor_first_values(column: pa.Array) -> pa.Array | None:
+    """The first element of each row's one tensor (`_first_output` in one pass), any type."""
+    first = _one_tensor_per_row(column, None)
+    if first is None:
+        return None
+    data = first.field("data")
+    kind = data.type.value_type
+    if (
+        data.null_count
+        or pa.types.is_nested(kind)
+        or pc.min(pc.list_value_length(data)).as_py() < 1
+    ):
+        return None
+    return pc.list_element(data, 0)
+
+
 def split_batch(table: pa.Table) -> tuple[dict[str, pa.Array], pa.Array | None]:
     """A batch's feature columns and its predictions, whatever shape `inputs` has."""
     names = table.column_names
@@ -168,9 +265,13 @@ def split_batch(table: pa.Table) -> tuple[dict[str, pa.Array], pa.Array | None]:
         if pa.types.is_struct(inputs.type):
             features = {f.name: inputs.field(i) for i, f in enumerate(inputs.type)}
         else:
-            rows = [_flatten_record(v) for v in inputs.to_pylist()]
-            keys = list(dict.fromkeys(k for row in rows for k in row))
-            features = {k: _array([row.get(k) for row in rows]) for k in keys}
+            fast = _tensor_features(inputs)
+            if fast is not None:
+                features = fast
+            else:
+                rows = [_flatten_record(v) for v in inputs.to_pylist()]
+                keys = list(dict.fromkeys(k for row in rows for k in row))
+                features = {k: _array([row.get(k) for row in rows]) for k in keys}
     else:
         features = {n: table.column(n).combine_chunks() for n in names if n not in RESERVED}
     predictions: pa.Array | None = None
@@ -179,7 +280,9 @@ def split_batch(table: pa.Table) -> tuple[dict[str, pa.Array], pa.Array | None]:
         if pa.types.is_struct(outputs.type) and outputs.type.num_fields >= 1:
             predictions = outputs.field(0)
         elif pa.types.is_string(outputs.type) or pa.types.is_large_string(outputs.type):
-            predictions = _array([_first_output(v) for v in outputs.to_pylist()])
+            predictions = _tensor_first_values(outputs)
+            if predictions is None:
+                predictions = _array([_first_output(v) for v in outputs.to_pylist()])
         else:
             predictions = outputs
     elif "prediction" in names:
