@@ -68,7 +68,14 @@ def test_rollout_moves_the_site_and_completes(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "how", ["flipped-byte", "extra-file", "missing-file", "renamed-file", "symlink"]
+    "how",
+    [
+        "flipped-byte",
+        pytest.param("extra-file", marks=pytest.mark.slow),
+        pytest.param("missing-file", marks=pytest.mark.slow),
+        pytest.param("renamed-file", marks=pytest.mark.slow),
+        pytest.param("symlink", marks=pytest.mark.slow),
+    ],
 )
 def test_tampered_package_is_refused_site_keeps_serving_rollout_rolls_back(
     world: World, how: str
@@ -175,7 +182,15 @@ def _forge(world: World, document: dict[str, object], key: Path | None = None) -
 
 
 @pytest.mark.parametrize(
-    "how", ["flipped-byte", "wrong-signer", "other-site", "replay", "downgrade", "garbage"]
+    "how",
+    [
+        "flipped-byte",
+        "downgrade",
+        pytest.param("wrong-signer", marks=pytest.mark.slow),
+        pytest.param("other-site", marks=pytest.mark.slow),
+        pytest.param("replay", marks=pytest.mark.slow),
+        pytest.param("garbage", marks=pytest.mark.slow),
+    ],
 )
 def test_tampered_desired_state_is_rejected_and_the_site_keeps_serving(
     world: World, how: str, tmp_path: Path
@@ -229,3 +244,37 @@ def test_tampered_desired_state_is_rejected_and_the_site_keeps_serving(
     else:
         assert agent.state.generation == generation
         assert outcomes and set(outcomes) == {"alert"}
+
+
+def test_backlog_near_full_raises_one_alert_and_clears_it(world: World, tmp_path: Path) -> None:
+    from edgeloop.journal import SQLiteJournal
+    from edgeloop.journal.base import JournalSink
+    from edgeloop.replication.ledger import Ledger
+    from edgeloop.replication.plan import CopyTask
+
+    _deploy_v1(world)
+    ledger_path = tmp_path / "captures-up.db"
+    journal = SQLiteJournal(tmp_path / "edge-journal.db")
+    agent = world.agent(
+        join_token_file=world.join_token_file(),
+        ledgers=[ledger_path],
+        max_backlog=10,
+        events=JournalSink(journal),
+    )
+    world.replicate()
+    agent.start()
+    ledger = Ledger(ledger_path)
+    ledger.enqueue([CopyTask(f"captures/m/{i}.parquet", 1, None) for i in range(9)])
+    for _ in range(3):
+        agent._dirty = True  # a heartbeat each round
+        agent.step()
+    assert world.site()["backlog"] == 9
+    alerts = [e for e in journal.read(0, limit=100) if e.event.type == "site.alert"]
+    assert [a.event.subject for a in alerts] == ["backlog"]  # once per crossing
+    ledger.mark_gone([f"captures/m/{i}.parquet" for i in range(9)])
+    agent._dirty = True
+    agent.step()
+    cleared = [e for e in journal.read(0, limit=100) if e.event.type == "site.alert_cleared"]
+    assert [c.event.subject for c in cleared] == ["backlog"]
+    ledger.close()
+    journal.close()
