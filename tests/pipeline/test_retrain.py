@@ -4,6 +4,9 @@ batch is quarantined and capped, and the gate refuses a worse model."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import edgeloop
 from edgeloop.model.events import Event, EventType
 from edgeloop.pipeline.core import CorePipelines
 from edgeloop.registry.workspace import open_registry
@@ -36,6 +40,10 @@ triggers:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
+    return make_workspace(tmp_path, TRIGGERS)
+
+
+def make_workspace(tmp_path: Path, extra_config: str) -> Workspace:
     subprocess.run(
         [
             sys.executable,
@@ -48,13 +56,17 @@ def ws(tmp_path: Path) -> Workspace:
         capture_output=True,
     )
     config = tmp_path / "ws" / "edgeloop.yaml"
-    config.write_text(config.read_text() + TRIGGERS)
+    config.write_text(config.read_text() + extra_config)
     return Workspace.load(tmp_path / "ws")
 
 
-def land(ws: Workspace, site: str, batch: str, rows: list[tuple[str, list[float], str]]) -> None:
-    """Write one capture and one label batch in the core store and journal their replication."""
+def land(
+    ws: Workspace, site: str, batch: str, rows: list[tuple[str, list[float], str]]
+) -> list[Event]:
+    """Write one capture and one label batch in the core store and journal their replication;
+    return the two `object.replicated` events."""
     store, journal = ws.store("core"), ws.journal("core")
+    events = []
     captures = [
         {
             "time": 1.7e9,
@@ -73,15 +85,16 @@ def land(ws: Workspace, site: str, batch: str, rows: list[tuple[str, list[float]
     for root, records in (("captures", captures), ("labels", labels)):
         key = f"{root}/churn/{site}/2026/01/01/{batch}.parquet"
         info = store.put(key, encode_batch(root, records, site, batch))
-        journal.append(
-            Event(
-                type=EventType.OBJECT_REPLICATED,
-                site="core",
-                subject=key,
-                data={"key": key, "size": info.size, "sha256": info.sha256, "source_site": site},
-            )
+        event = Event(
+            type=EventType.OBJECT_REPLICATED,
+            site="core",
+            subject=key,
+            data={"key": key, "size": info.size, "sha256": info.sha256, "source_site": site},
         )
+        journal.append(event)
+        events.append(event)
     journal.close()
+    return events
 
 
 def clean_rows(site: str, n: int, seed: int) -> list[tuple[str, list[float], str]]:
@@ -151,6 +164,155 @@ def test_replicated_batch_registers_signed_version_with_lineage(ws: Workspace) -
         registry.close()
 
 
+DONE_WHEN = """
+pipelines:
+  retrain:
+    ref: edgeloop.pipeline.retrain:RETRAIN
+    params:
+      config: {model: churn, n_features: 2, labels: ["0", "1"], max_site_share: 0.6,
+               min_rows: 20, fit: warm_start, min_improvement: -0.05, max_site_regression: 0.1}
+triggers:
+  - name: churn-batches
+    pipeline: retrain
+    event: object.replicated
+    prefix: ""
+    min_records: 4
+"""
+
+
+def test_done_when_a_replicated_batch_makes_one_signed_version_with_complete_lineage(
+    tmp_path: Path,
+) -> None:
+    """Issue 4's "done when": a replicated batch of captures and labels, its events delivered
+    several times and shuffled, triggers exactly one run; the run registers a signed version
+    whose lineage names every capture and label object with its SHA-256, the snapshot, the
+    parent, the run, the code version and the parameters. The next batch warm-starts from it."""
+    import random
+
+    from edgeloop.registry import verify_package
+    from edgeloop.registry.workspace import trusted_public_key
+
+    ws = make_workspace(tmp_path, DONE_WHEN)
+    events = land(ws, "edge-a", "b1", clean_rows("edge-a", 150, 1))
+    events += land(ws, "edge-b", "b1", clean_rows("edge-b", 150, 2))
+    journal = ws.journal("core")
+    # Redelivery: the same events again (same ids), and re-replications (new event ids, same
+    # bytes), in shuffled order; between core passes, as they would arrive.
+    again = [dataclasses.replace(e, id=f"{e.id}-again-{n}") for e in events for n in range(3)]
+    random.Random(4).shuffle(again)
+    for event in [*events, *again[:6]]:
+        journal.append(event)
+    assert len(run_core_pass(ws)) == 1
+    for event in again[6:]:
+        journal.append(event)
+    journal.close()
+    runs = run_core_pass(ws)
+    assert len(runs) == 1, [r.window_id for r in runs]  # exactly one run for the window
+    (run,) = runs
+    assert run.state == "succeeded", run.error
+    assert run.outputs["result"]["registered"] is True
+
+    store = ws.store("core")
+    registry = open_registry(ws)
+    try:
+        info = registry.get("churn", 1)
+        lineage = info.lineage
+        fetched = registry.fetch("churn", 1, tmp_path / "fetched")  # hashes, then signature
+        registry.promote("churn", 1, "champion")
+    finally:
+        registry.close()
+    assert verify_package(fetched.root, trusted_public_key(ws)).manifest.version == 1
+    replicated = {e.data["key"]: e.data for e in events}
+    assert {(c.key, c.sha256, c.site) for c in [*lineage.captures, *lineage.labels]} == {
+        (k, d["sha256"], d["source_site"]) for k, d in replicated.items()
+    }
+    for ref in [*lineage.captures, *lineage.labels]:  # the digests are the stored bytes'
+        assert hashlib.sha256(store.get(ref.key).read()).hexdigest() == ref.sha256
+    assert lineage.dataset is not None and lineage.dataset.snapshot == run.run_id
+    assert lineage.dataset.key is not None and lineage.dataset.rows == 300
+    assert hashlib.sha256(store.get(lineage.dataset.key).read()).hexdigest() == (
+        lineage.dataset.sha256
+    )
+    assert lineage.parent is None  # the first version refines nothing
+    assert (lineage.pipeline, lineage.run_id) == ("retrain-tabular", run.run_id)
+    assert lineage.code_version == f"edgeloop {edgeloop.__version__}"
+    assert lineage.parameters["model"] == "churn" and lineage.parameters["fit"] == "warm_start"
+    extra = lineage.model_extra or {}
+    assert extra["fit"] == {
+        "how": "refit", "from_version": None, "note": "no champion estimator to start from",
+    }  # fmt: skip
+    assert (
+        hashlib.sha256(store.get(extra["estimator"]["key"]).read()).hexdigest()
+        == (extra["estimator"]["sha256"])
+    )
+    assert fetched.manifest.lineage == lineage.to_json()  # the signed manifest carries it all
+
+    # The next replicated batch: one more run, a version whose parent is the champion and
+    # whose estimator was warm-started from the champion's.
+    land(ws, "edge-a", "b2", clean_rows("edge-a", 100, 5))
+    land(ws, "edge-b", "b2", clean_rows("edge-b", 100, 6))
+    runs = run_core_pass(ws)
+    assert len(runs) == 2 and runs[0].state == "succeeded", runs[0].error
+    assert runs[0].outputs["result"]["version"] == 2, runs[0].outputs
+    registry = open_registry(ws)
+    try:
+        second = registry.get("churn", 2).lineage
+    finally:
+        registry.close()
+    assert second.parent == 1 and second.run_id == runs[0].run_id
+    assert (second.model_extra or {})["fit"] == {"how": "warm_start", "from_version": 1,
+                                                 "note": None}  # fmt: skip
+    assert {c.key.split("/")[-1] for c in second.captures} == {"b2.parquet"}
+    assert second.dataset is not None and second.dataset.rows == 500  # previous snapshot + new
+    registered = ws.journal("core").read(0, types=["model.registered"])
+    assert [e.event.id for e in registered] == [
+        "model.registered/churn/1", "model.registered/churn/2",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow  # seven `edgeloop pipeline step` processes, each importing scikit-learn: ~40 s
+def test_retraining_pipeline_runs_compiled_for_kubeflow(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same retraining pipeline, compiled to KFP v2 YAML and run by kfp's local
+    SubprocessRunner: each step a separate `edgeloop pipeline step` process."""
+    pytest.importorskip("kfp")
+    from kfp import components, local
+
+    from edgeloop.pipeline.compile.kubeflow import compile_kubeflow
+    from edgeloop.pipeline.retrain import RETRAIN
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    events = land(ws, "edge-a", "b1", clean_rows("edge-a", 150, 1))
+    events += land(ws, "edge-b", "b1", clean_rows("edge-b", 150, 2))
+    members = [
+        {"key": e.data["key"], "sha256": e.data["sha256"], "site": e.data["source_site"]}
+        for e in events
+    ]
+    config = ws.config.pipelines["retrain"].params["config"]
+    store_url = ws.store("core").url
+    out = compile_kubeflow(RETRAIN, tmp_path / "retrain.yaml", store_url=store_url)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "kfp-root"),
+        raise_on_error=True,
+    )
+    run_inputs = {"window": {"id": "kfp:1", "members": members}, "config": config,
+                  "workspace": str(ws.root)}  # fmt: skip
+    task = components.load_component_from_file(str(out))(run_inputs=json.dumps(run_inputs))
+    result = json.loads(task.output)
+    assert result["registered"] is True and result["version"] == 1
+    registry = open_registry(ws)
+    try:
+        lineage = registry.get("churn", 1).lineage
+    finally:
+        registry.close()
+    assert {c.key for c in lineage.captures} == {
+        m["key"] for m in members if "captures/" in m["key"]
+    }
+    assert lineage.run_id and lineage.dataset is not None and lineage.dataset.rows == 300
+
+
 def test_failing_step_registers_nothing(ws: Workspace) -> None:
     land(ws, "edge-a", "b1", clean_rows("edge-a", 5, 1))  # too few rows: validate raises
     land(ws, "edge-b", "b1", clean_rows("edge-b", 5, 2))
@@ -181,6 +343,7 @@ def test_same_retraining_pipeline_on_local_ray(ws: Workspace, ray_executor: obje
     assert run.outputs["result"]["registered"] is True
     assert [s.step for s in run.steps] == [
         "prepare",
+        "start_from",
         "validate",
         "train",
         "evaluate",

@@ -21,6 +21,14 @@ from edgeloop.errors import ModelNotFound, PipelineError
 from edgeloop.pipeline.dsl import Artifact, Step, StepContext, step
 from edgeloop.pipeline.graph import Pipeline
 from edgeloop.pipeline.retrain import data
+from edgeloop.pipeline.retrain.fitting import (
+    WARM_START,
+    check_fit_mode,
+    dump_estimator,
+    fit_estimator,
+    load_estimator,
+    make_estimator,
+)
 
 DEFAULTS: dict[str, Any] = {
     "model": None,  # required: the registered model's name
@@ -31,9 +39,13 @@ DEFAULTS: dict[str, Any] = {
     "min_improvement": 0.0,  # candidate accuracy must beat the champion's by this much
     "max_site_regression": 0.05,  # and may lose at most this much on any one site
     "min_rows": 10,
-    "C": 1.0,
-    "drift_lookback": "7d",
-    "promote": False,  # a version that passes the gate also becomes `champion` (moves the fleet)  # a drift-triggered run reads captures and labels this far back
+    "estimator": "logistic_regression",  # or sgd_classifier; other kinds: replace `train`
+    "fit": "refit",  # or warm_start: begin from the champion's fitted estimator
+    "C": 1.0,  # logistic_regression: inverse regularization strength
+    "alpha": 0.0001,  # sgd_classifier: regularization strength
+    "max_iter": 500,
+    "drift_lookback": "7d",  # a drift-triggered run reads captures and labels this far back
+    "promote": False,  # a version that passes the gate also becomes `champion` (moves the fleet)
 }
 
 
@@ -160,21 +172,53 @@ def _arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str], list[st
     )
 
 
-@step
-def train(validate: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Fit a logistic regression on everything outside the frozen holdout; package as ONNX."""
-    from sklearn.linear_model import LogisticRegression
+@step(cache=False)  # reads the registry: which version is champion now
+def start_from(config: dict[str, Any], workspace: str) -> dict[str, Any]:
+    """For `fit: warm_start`, the champion's fitted estimator (recorded in its lineage, with
+    its SHA-256); nothing for a refit, or when there is no champion yet."""
+    from edgeloop.registry.workspace import open_registry
+    from edgeloop.workspace import Workspace
 
+    cfg = settings(config)
+    if check_fit_mode(str(cfg["fit"])) != WARM_START:
+        return {"version": None, "estimator": None}
+    registry = open_registry(Workspace.load(Path(workspace)))
+    try:
+        champion = registry.get(cfg["model"], "champion")
+    except ModelNotFound:
+        return {"version": None, "estimator": None}
+    finally:
+        registry.close()
+    ref = (champion.lineage.model_extra or {}).get("estimator")
+    if not isinstance(ref, dict) or not ref.get("key") or not ref.get("sha256"):
+        return {"version": champion.version, "estimator": None}
+    return {
+        "version": champion.version,
+        "estimator": Artifact(str(ref["key"]), str(ref["sha256"]), int(ref.get("size", 0))),
+    }
+
+
+@step
+def train(
+    validate: dict[str, Any], start_from: dict[str, Any], config: dict[str, Any], ctx: StepContext
+) -> dict[str, Any]:
+    """Fit the estimator on everything outside the frozen holdout, from scratch or warm-started
+    from the champion's (`config.fit`); package it as ONNX and keep it as skops bytes."""
     from edgeloop.serving.packaging import package_estimator
 
     cfg = settings(config)
     x, y, _sites, rids = _arrays(data.from_parquet(ctx.read_artifact(validate["dataset"])))
     train_mask = _train_mask(rids, cfg)
-    model = LogisticRegression(C=float(cfg["C"]), max_iter=500).fit(x[train_mask], y[train_mask])
+    previous = None
+    if start_from["estimator"] is not None:
+        previous = load_estimator(ctx.read_artifact(start_from["estimator"]))
+    fitted = fit_estimator(
+        make_estimator(cfg), previous, x[train_mask], y[train_mask], str(cfg["fit"])
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "package"
         package_estimator(
-            model,
+            fitted.estimator,
             out,
             name=cfg["model"],
             version=1,
@@ -187,7 +231,23 @@ def train(validate: dict[str, Any], config: dict[str, Any], ctx: StepContext) ->
             for p in sorted(out.rglob("*"))
             if p.is_file()
         }
-    return {"package": files, "train_rows": int(train_mask.sum())}
+    return {
+        "package": files,
+        "estimator": ctx.put_artifact("estimator.skops", dump_estimator(fitted.estimator)),
+        "fit": {
+            "how": fitted.how,
+            "from_version": start_from["version"] if fitted.how != "refit" else None,
+            "note": fitted.note,
+        },
+        "train_rows": int(train_mask.sum()),
+    }
+
+
+def _artifact_ref(artifact: Any) -> dict[str, Any] | None:
+    """An artifact as a plain lineage entry (key, sha256, size), or None."""
+    if not isinstance(artifact, Artifact):
+        return None
+    return {"key": artifact.key, "sha256": artifact.sha256, "size": artifact.size}
 
 
 def _train_mask(rids: list[str], cfg: dict[str, Any]) -> np.ndarray:
@@ -345,6 +405,9 @@ def register(
         run_id=ctx.run_id,
         code_version=f"edgeloop {__version__}",
         parameters={k: v for k, v in cfg.items() if k != "labels"},
+        # what a later warm start begins from, and how this version was fitted
+        estimator=_artifact_ref(train.get("estimator")),
+        fit=train.get("fit"),
     )
     registry = open_registry(Workspace.load(Path(workspace)))
     try:
@@ -401,7 +464,7 @@ def save_reference_profile(
     return save_profile(ctx.store, profile)
 
 
-STEPS: list[Step] = [prepare, validate, train, evaluate, gate, register]
+STEPS: list[Step] = [prepare, validate, start_from, train, evaluate, gate, register]
 
 
 def build_retrain(replace: list[Step] | None = None) -> Pipeline:
