@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from edgeloop.cli.lazy import LazyCommands
 from edgeloop.cli.main import COMMANDS, app
+from edgeloop.store import LocalStore
 
 HEAVY = ["numpy", "pyarrow", "sklearn", "onnxruntime", "fastapi", "sqlalchemy", "httpx"]
 
@@ -27,10 +29,10 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)))
 """
 
 
-def _heavy_imports(*args: str) -> list[str]:
+def _heavy_imports(*args: str, heavy: list[str] = HEAVY) -> list[str]:
     """Heavy modules a real `edgeloop ARGS` process has imported by the time it exits."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
+        [sys.executable, "-c", _PROBE.format(heavy=heavy), *args],
         check=True,
         capture_output=True,
         text=True,
@@ -44,6 +46,16 @@ def _heavy_imports(*args: str) -> list[str]:
 )
 def test_help_and_replication_commands_import_no_heavy_module(args: list[str]) -> None:
     assert _heavy_imports(*args) == []
+
+
+def test_replicating_between_urls_loads_no_workspace_schema(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    LocalStore(src).put("a/b.bin", b"x")
+    args = ["replicate", "--from", f"file://{src}", "--to", f"file://{tmp_path / 'dst'}"]
+    args += ["--state", str(tmp_path / "state"), "--once"]
+    # (typer itself uses pydantic to convert options, so pydantic is not on this list)
+    assert _heavy_imports(*args, heavy=[*HEAVY, "yaml", "edgeloop.workspace"]) == []
+    assert LocalStore(tmp_path / "dst").get("a/b.bin").read() == b"x"
 
 
 def test_a_noun_that_needs_heavy_modules_still_loads_them() -> None:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import typer
@@ -14,7 +14,9 @@ from rich.console import Console
 
 from edgeloop.errors import EdgeloopError
 from edgeloop.settings import get_settings
-from edgeloop.workspace import Workspace
+
+if TYPE_CHECKING:  # loaded on use: `edgeloop replicate --from URL --to URL` needs no workspace
+    from edgeloop.workspace import Workspace
 
 console = Console()
 err_console = Console(stderr=True)
@@ -41,6 +43,8 @@ def friendly_errors() -> Iterator[None]:
 
 def load_workspace(path: Path | None) -> Workspace:
     """The workspace at `path`, else $EDGELOOP_WORKSPACE, else the current directory."""
+    from edgeloop.workspace import Workspace
+
     return Workspace.load(path or get_settings().workspace)
 
 

@@ -6,6 +6,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -37,7 +38,9 @@ from edgeloop.replication import (
     replicator_for_urls,
 )
 from edgeloop.replication.rules import LEDGER_NAME, rules_run_at
-from edgeloop.workspace import ReplicationRule, Workspace
+
+if TYPE_CHECKING:  # the workspace loads only when one is used (not for --from URL --to URL)
+    from edgeloop.workspace import Workspace
 
 app = typer.Typer(
     help="Copy objects between stores: verified by SHA-256, resumable after a crash, each copy "
@@ -100,6 +103,8 @@ def _build(
     workspace = _maybe_workspace(workspace_path, needed=not from_)
     if from_ and to:
         if _is_site(workspace, from_) and _is_site(workspace, to):
+            from edgeloop.workspace import ReplicationRule
+
             assert workspace is not None
             rule = ReplicationRule(
                 source=from_,
@@ -295,6 +300,8 @@ def _status_ledgers(
         return [(f"{from_} -> {to}", default_state_dir(from_, to, prefix) / LEDGER_NAME)]
     workspace = load_workspace(workspace_path)
     if from_ and to:
+        from edgeloop.workspace import ReplicationRule
+
         rules = [ReplicationRule(source=from_, target=to, prefix=prefix)]
     else:
         rules = find_rule(workspace, rule_name)

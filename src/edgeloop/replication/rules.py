@@ -7,6 +7,7 @@ import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeloop.errors import ConfigError
 from edgeloop.journal import SQLiteJournal, open_journal
@@ -17,8 +18,10 @@ from edgeloop.replication.progress import ProgressReporter
 from edgeloop.replication.rate import parse_rate
 from edgeloop.replication.replicator import ReplicationOptions, Replicator
 from edgeloop.store import open_store, validate_prefix
-from edgeloop.workspace import Workspace
-from edgeloop.workspace.config import ReplicationRule, Tier
+
+if TYPE_CHECKING:  # the workspace (pydantic, YAML) loads only where rules are used
+    from edgeloop.workspace import Workspace
+    from edgeloop.workspace.config import ReplicationRule
 
 LEDGER_NAME = "ledger.db"
 EVENTS_NAME = "events.db"
@@ -87,6 +90,8 @@ def rules_run_at(workspace: Workspace, site: str) -> list[ReplicationRule]:
     """The rules a process at `site` runs: a rule runs at its edge end (edges open only
     outbound connections, so they push captures up and pull packages down), else at its
     source."""
+    from edgeloop.workspace.config import Tier
+
     workspace.site(site)
     edges = {s.name for s in workspace.sites(Tier.EDGE)}
 
