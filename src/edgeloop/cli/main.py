@@ -19,7 +19,7 @@ COMMANDS = {
     ),
     "demo": LazyCommand(
         "edgeloop.cli.demo:demo",
-        "Run the demo: a core and two edges, capture batches at the edges, replicated to the core.",
+        "Run the whole loop on this machine: a core and two edge sites as separate processes.",
     ),
     "serve": LazyCommand(
         "edgeloop.cli.serve:serve",

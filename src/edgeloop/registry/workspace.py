@@ -9,6 +9,7 @@ from edgeloop.errors import ConfigError
 from edgeloop.journal.base import JournalSink
 from edgeloop.registry.registry import Recovery, Registry
 from edgeloop.registry.signing import SIGNING_KEY_NAME, load_public_key
+from edgeloop.store.journaled import JournaledStore
 from edgeloop.workspace.config import SiteConfig, Tier
 from edgeloop.workspace.workspace import Workspace
 
@@ -50,12 +51,15 @@ def open_registry(workspace: Workspace, database: str | None = None) -> Registry
     core = core_site(workspace)
     url = database or core.database or str(workspace.state_dir(core.name) / DATABASE_NAME)
     key = signing_key_path(workspace)
+    events = JournalSink(workspace.journal(core.name))
     return Registry(
         url,
-        workspace.store(core.name),
+        # Package files are journaled as object.created, so the edges' replicators carry a
+        # new version down at once rather than at their next listing pass.
+        JournaledStore(workspace.store(core.name), events, core.name),
         public_key=trusted_public_key(workspace),
         signing_key=key if key.exists() else None,
-        events=JournalSink(workspace.journal(core.name)),
+        events=events,
         site=core.name,
     )
 

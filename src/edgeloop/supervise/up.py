@@ -102,7 +102,7 @@ class _JoinTokenMinter:
         path = folder / "join.token"
         fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(str(answer["token"]) + "\n")
+            out.write(str(answer["join_token"]) + "\n")
         path.with_suffix(".tmp").replace(path)
 
 
