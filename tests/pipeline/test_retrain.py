@@ -313,6 +313,52 @@ def test_retraining_pipeline_runs_compiled_for_kubeflow(
     assert lineage.run_id and lineage.dataset is not None and lineage.dataset.rows == 300
 
 
+def test_core_start_repairs_what_a_crash_left_in_the_registry(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """`edgeloop core` at start sweeps a version left pending by a registering process that
+    died, and sends the `model.registered` a crash kept from the journal."""
+    import socket
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from edgeloop.registry import Registry, VersionState
+    from edgeloop.registry.db import VersionRow
+    from edgeloop.registry.workspace import signing_key_path, trusted_public_key
+    from edgeloop.testing.serving import make_package
+
+    db = ws.state_dir("core") / "registry.db"
+    quiet = Registry(db, ws.store("core"), public_key=trusted_public_key(ws),
+                     signing_key=signing_key_path(ws))  # fmt: skip  # no event sink: "crashed"
+    package = make_package(tmp_path / "pkg", name="churn", version=1)
+    quiet.register(package)
+    quiet.register(package)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True, text=True)  # fmt: skip
+    with Session(quiet.engine) as session, session.begin():  # version 2: its writer is gone
+        session.execute(
+            update(VersionRow)
+            .where(VersionRow.version == 2)
+            .values(state="pending", owner=f"{socket.gethostname()}:{dead.stdout.strip()}:1")
+        )
+    quiet.close()
+    assert ws.journal("core").read(0, types=["model.registered"]) == []
+    subprocess.run(
+        [sys.executable, "-c", "from edgeloop.cli.main import run; run()", "core", "--once",
+         "--no-monitor", "-w", str(ws.root)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    registry = open_registry(ws)
+    try:
+        states = [(v.version, v.state) for v in registry.versions("churn", include_all=True)]
+    finally:
+        registry.close()
+    assert states == [(1, VersionState.REGISTERED), (2, VersionState.FAILED)]
+    announced = ws.journal("core").read(0, types=["model.registered"])
+    assert [e.event.id for e in announced] == ["model.registered/churn/1"]
+
+
 def test_failing_step_registers_nothing(ws: Workspace) -> None:
     land(ws, "edge-a", "b1", clean_rows("edge-a", 5, 1))  # too few rows: validate raises
     land(ws, "edge-b", "b1", clean_rows("edge-b", 5, 2))

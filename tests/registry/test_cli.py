@@ -1,5 +1,5 @@
-"""`edgeloop init` makes the signing key; `edgeloop models register|ls|show|promote|sign|verify`
-on a real workspace."""
+"""`edgeloop init` makes the signing key; `edgeloop models register|ls|show|promote|archive|
+restore|revoke|sign|verify` on a real workspace."""
 
 from __future__ import annotations
 
@@ -82,6 +82,25 @@ def test_register_ls_show_promote(workspace_dir: Path, tmp_path: Path) -> None:
     assert code == 1 and "no model 'nope'" in err
     code, _, err = invoke("models", "promote", "churn", "7", "-w", ws)
     assert code == 1 and "churn:7" in err
+
+
+def test_archive_restore_revoke(workspace_dir: Path, tmp_path: Path) -> None:
+    pkg = make_package(tmp_path / "pk", name="churn", version=1)
+    ws = str(workspace_dir)
+    assert invoke("models", "register", str(pkg), "-w", ws, "--alias", "champion")[0] == 0
+    code, out, err = invoke("models", "archive", "churn", "1", "-w", ws)
+    assert code == 0 and "churn:1 is archived" in out, err
+    code, out, _ = invoke("models", "show", "churn", "1", "-w", ws, "--json")
+    assert json.loads(out)["state"] == "archived" and json.loads(out)["aliases"] == []
+    code, _, err = invoke("models", "promote", "churn", "1", "-w", ws)
+    assert code == 1 and "only registered versions can be promoted" in err
+    code, out, err = invoke("models", "restore", "churn", "1", "-w", ws)
+    assert code == 0 and "churn:1 is registered" in out, err
+    assert invoke("models", "revoke", "churn", "1", "-w", ws)[0] == 0
+    code, _, err = invoke("models", "restore", "churn", "1", "-w", ws)
+    assert code == 1 and "cannot go from revoked to registered" in err
+    code, _, err = invoke("models", "archive", "churn", "9", "-w", ws)
+    assert code == 1 and "churn:9" in err
 
 
 def test_sign_and_verify(workspace_dir: Path, tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def package(
                     "format": manifest.format.value})  # fmt: skip
 
 
-# -- registry: register, ls, show, promote, sign, verify ----------------------------------
+# -- registry: register, ls, show, promote, archive, restore, revoke, sign, verify --------
 DatabaseOption = typer.Option(
     None,
     "--db",
@@ -255,6 +255,56 @@ def promote(
         finally:
             registry.close()
     console.print(f"{alias} -> [bold]{info.ref}[/]")
+
+
+def _change_state(
+    name: str, version: int, state: str, workspace: Path | None, db: str | None
+) -> None:
+    from edgeloop.cli.common import friendly_errors
+
+    with friendly_errors():
+        from edgeloop.registry import VersionState
+        from edgeloop.registry.workspace import open_registry
+
+        registry = open_registry(load_workspace(workspace), db)
+        try:
+            info = registry.set_state(name, version, VersionState(state))
+        finally:
+            registry.close()
+    console.print(f"[bold]{info.ref}[/] is {info.state.value}")
+
+
+@app.command("archive")
+def archive(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., min=1, help="Registered version to archive."),
+    workspace: Path | None = WorkspaceOption,
+    db: str | None = DatabaseOption,
+) -> None:
+    """Archive a version: kept, never served; aliases that pointed at it are removed."""
+    _change_state(name, version, "archived", workspace, db)
+
+
+@app.command("restore")
+def restore(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., min=1, help="Archived version to make servable again."),
+    workspace: Path | None = WorkspaceOption,
+    db: str | None = DatabaseOption,
+) -> None:
+    """Restore an archived version to registered (aliases are not restored: promote again)."""
+    _change_state(name, version, "registered", workspace, db)
+
+
+@app.command("revoke")
+def revoke(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., min=1, help="Version never to serve again."),
+    workspace: Path | None = WorkspaceOption,
+    db: str | None = DatabaseOption,
+) -> None:
+    """Revoke a version for good (e.g. trained on bad data); it can never be restored."""
+    _change_state(name, version, "revoked", workspace, db)
 
 
 @app.command("sign")
