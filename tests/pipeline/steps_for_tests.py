@@ -79,3 +79,16 @@ def record_run(window: dict[str, Any]) -> int:
 
 
 RECORDER = Pipeline.build("recorder", [record_run], inputs={"window": dict})
+
+
+@step(name="train", retries=2, backoff=0.0)
+def broken_train(validate: dict[str, Any]) -> dict[str, Any]:
+    """A `train` that always fails, to replace the built-in one."""
+    raise RuntimeError(f"out of memory training on {validate['rows']} rows")
+
+
+def retrain_with_broken_train() -> Pipeline:
+    """The built-in retraining pipeline with its `train` step replaced by `broken_train`."""
+    from edgeloop.pipeline.retrain import build_retrain
+
+    return build_retrain(replace=[broken_train])

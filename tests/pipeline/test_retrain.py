@@ -359,6 +359,48 @@ def test_core_start_repairs_what_a_crash_left_in_the_registry(
     assert [e.event.id for e in announced] == ["model.registered/churn/1"]
 
 
+def test_a_step_that_keeps_raising_is_retried_then_fails_the_run_cleanly(
+    tmp_path: Path,
+) -> None:
+    ws = make_workspace(
+        tmp_path, TRIGGERS.replace("edgeloop.pipeline.retrain:RETRAIN",
+                                   "steps_for_tests:retrain_with_broken_train"),
+    )  # fmt: skip
+    land(ws, "edge-a", "b1", clean_rows("edge-a", 150, 1))
+    land(ws, "edge-b", "b1", clean_rows("edge-b", 150, 2))
+    (run,) = run_core_pass(ws)
+    steps = {s.step: s for s in run.steps}
+    assert run.state == "failed" and "out of memory training on" in (run.error or "")
+    assert steps["train"].state == "failed" and steps["train"].attempts == 3  # 1 + 2 retries
+    assert "RuntimeError: out of memory" in (steps["train"].error or "")
+    assert {steps[n].state for n in ("evaluate", "gate", "register")} == {"skipped"}
+    registry = open_registry(ws)
+    try:
+        assert registry.models() == []
+    finally:
+        registry.close()
+    failed = ws.journal("core").read(0, types=["run.failed", "model.registered"])
+    assert [e.event.type for e in failed] == ["run.failed"]
+
+
+def test_a_single_label_flood_is_refused_before_training(ws: Workspace) -> None:
+    land(ws, "edge-a", "b1", [(f"a-{i}", [0.1 * i, 1.0], "1") for i in range(60)])
+    land(ws, "edge-b", "b1", [(f"b-{i}", [1.0, 0.1 * i], "1") for i in range(60)])
+    (run,) = run_core_pass(ws)
+    assert run.state == "failed"
+    assert "label distribution {'1': 120}: a classifier needs at least two labels" in (
+        run.error or ""
+    )
+
+
+def test_label_problems() -> None:
+    from edgeloop.pipeline.retrain.data import label_problem
+
+    assert label_problem({"0": 50, "1": 50}, 0.98) is None
+    assert label_problem({"0": 99, "1": 1}, None) is None
+    assert "label '0' is 99.0% of the rows" in (label_problem({"1": 1, "0": 99}, 0.98) or "")
+
+
 def test_failing_step_registers_nothing(ws: Workspace) -> None:
     land(ws, "edge-a", "b1", clean_rows("edge-a", 5, 1))  # too few rows: validate raises
     land(ws, "edge-b", "b1", clean_rows("edge-b", 5, 2))

@@ -110,6 +110,23 @@ def quarantine(
     return table.filter(pa.array(keep, type=pa.bool_())), dict(reasons)
 
 
+def label_counts(table: pa.Table) -> dict[str, int]:
+    """Rows per label, most common first."""
+    return dict(Counter(str(v) for v in table["label"].to_pylist()).most_common())
+
+
+def label_problem(counts: dict[str, int], max_share: float | None) -> str | None:
+    """Why these label counts cannot train a classifier (fewer than two labels, or one above
+    `max_share` of the rows), or None."""
+    if len(counts) < 2:
+        return "a classifier needs at least two labels"
+    top, n = max(counts.items(), key=lambda item: item[1])
+    total = sum(counts.values())
+    if max_share is not None and n / total > float(max_share):
+        return f"label {top!r} is {n / total:.1%} of the rows (max_label_share {max_share})"
+    return None
+
+
 def stable_fraction(request_id: str) -> float:
     """A number in [0, 1) fixed by the request id (for holdouts and deterministic sampling)."""
     return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64

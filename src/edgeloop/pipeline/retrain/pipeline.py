@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "n_features": None,  # required: feature count of a row
     "labels": None,  # allowed label values; None: any
     "max_site_share": 0.5,  # no site may be more than this share of the training data
+    "max_label_share": 0.98,  # refuse to train when one label is more of the data (None: off)
     "holdout_fraction": 0.2,  # frozen holdout: chosen by request id, never trained on
     "min_improvement": 0.0,  # candidate accuracy must beat the champion's by this much
     "max_site_regression": 0.05,  # and may lose at most this much on any one site
@@ -106,7 +107,7 @@ def _by_key(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({m["key"]: m for m in found}.values())
 
 
-@step(cache=False)  # reads state outside its inputs (store, registry)
+@step(cache=False, retries=2)  # reads the store (retried: it may be briefly unreachable)
 def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Join the window's capture and label batches by request id with the previous snapshot
     (a drift window brings the model's recent batches, see `window_batches`)."""
@@ -144,7 +145,8 @@ def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) ->
 
 @step
 def validate(prepare: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Quarantine bad rows (schema, NaN/Inf, unknown labels) and cap any one site's share."""
+    """Quarantine bad rows (schema, NaN/Inf, unknown labels), cap any one site's share, and
+    refuse a label distribution a classifier cannot learn from (one label, or one dominating)."""
     cfg = settings(config)
     table = data.from_parquet(ctx.read_artifact(prepare["snapshot"]))
     clean, reasons = data.quarantine(table, int(cfg["n_features"]), cfg["labels"])
@@ -154,9 +156,14 @@ def validate(prepare: dict[str, Any], config: dict[str, Any], ctx: StepContext) 
             f"only {capped.num_rows} usable rows after validation "
             f"(quarantined: {reasons}); need {cfg['min_rows']}"
         )
+    labels = data.label_counts(capped)
+    problem = data.label_problem(labels, cfg["max_label_share"])
+    if problem is not None:
+        raise PipelineError(f"label distribution {labels}: {problem}; nothing is trained")
     return {
         "dataset": ctx.put_artifact("clean.parquet", data.to_parquet(capped)),
         "rows": capped.num_rows,
+        "labels": labels,
         "quarantined": reasons,
         "capped": dropped,
     }
@@ -275,7 +282,7 @@ def _scores(pred: np.ndarray, y: np.ndarray, sites: list[str]) -> dict[str, Any]
     }
 
 
-@step(cache=False)  # reads state outside its inputs (store, registry)
+@step(cache=False, retries=2)  # reads the registry and store (retried: transient faults)
 def evaluate(
     train: dict[str, Any],
     validate: dict[str, Any],
@@ -362,7 +369,8 @@ def gate(evaluate: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@step(cache=False)  # reads state outside its inputs (store, registry)
+# Reads and writes the registry; a retry is safe: the run id is the registration's source key.
+@step(cache=False, retries=2)
 def register(
     gate: dict[str, Any],
     train: dict[str, Any],
