@@ -8,6 +8,9 @@ case "$what" in
   test)
     command -v wrk >/dev/null || need+=(wrk)
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+    # The dashboard's browser tests drive Debian's Chromium with Playwright (no browser download).
+    command -v chromium >/dev/null || need+=(chromium)
+    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
     ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0

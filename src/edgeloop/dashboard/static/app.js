@@ -1,4 +1,4 @@
-// The edgeloop dashboard: plain DOM, no framework, no innerHTML. Every value from the API
+// The edgeloop dashboard: plain DOM, no framework, never parsing HTML. Every value from the API
 // reaches the page as a text node or an attribute set by this file, so nothing it shows can
 // run as markup. Charts are inline SVG drawn here.
 "use strict";
