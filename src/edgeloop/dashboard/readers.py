@@ -49,11 +49,13 @@ def read_timeline(
                 if len(entries) == limit:
                     break
         high = low
-    oldest = entries[-1]["seq"] if len(entries) == limit else high
+    # Full page: older entries start below the last one shown. Otherwise the scan stopped
+    # at `high` (the start, or its cap) and every seq up to `high` is still unread.
+    following = entries[-1]["seq"] if len(entries) == limit else high + 1
     return {
         "entries": entries,
         "last_seq": journal.last_seq(),
-        "next_before": oldest if oldest > 0 else None,
+        "next_before": following if following > 1 else None,
     }
 
 
