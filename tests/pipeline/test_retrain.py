@@ -398,6 +398,8 @@ def test_label_problems() -> None:
 
     assert label_problem({"0": 50, "1": 50}, 0.98) is None
     assert label_problem({"0": 99, "1": 1}, None) is None
+    assert label_problem({"0": 99}, None) is None  # off: e.g. for a model that ignores labels
+    assert label_problem({"0": 99}, 1.0) == "a classifier needs at least two labels"
     assert "label '0' is 99.0% of the rows" in (label_problem({"1": 1, "0": 99}, 0.98) or "")
 
 

@@ -117,12 +117,14 @@ def label_counts(table: pa.Table) -> dict[str, int]:
 
 def label_problem(counts: dict[str, int], max_share: float | None) -> str | None:
     """Why these label counts cannot train a classifier (fewer than two labels, or one above
-    `max_share` of the rows), or None."""
+    `max_share` of the rows), or None; `max_share` None turns the check off."""
+    if max_share is None:
+        return None
     if len(counts) < 2:
         return "a classifier needs at least two labels"
     top, n = max(counts.items(), key=lambda item: item[1])
     total = sum(counts.values())
-    if max_share is not None and n / total > float(max_share):
+    if n / total > float(max_share):
         return f"label {top!r} is {n / total:.1%} of the rows (max_label_share {max_share})"
     return None
 
