@@ -269,6 +269,26 @@ def test_done_when_a_replicated_batch_makes_one_signed_version_with_complete_lin
         "model.registered/churn/1", "model.registered/churn/2",
     ]  # fmt: skip
 
+    # Run artifacts cleaned away: a warm start from version 2 has nothing to begin from.
+    registry = open_registry(ws)
+    try:
+        registry.promote("churn", 2, "champion")
+    finally:
+        registry.close()
+    store.delete((second.model_extra or {})["estimator"]["key"])
+    land(ws, "edge-a", "b3", clean_rows("edge-a", 60, 7))
+    land(ws, "edge-b", "b3", clean_rows("edge-b", 60, 8))
+    third = run_core_pass(ws)[0]
+    assert third.state == "succeeded", third.error
+    assert third.outputs["result"]["version"] == 3, third.outputs
+    registry = open_registry(ws)
+    try:
+        fit = (registry.get("churn", 3).lineage.model_extra or {})["fit"]
+    finally:
+        registry.close()
+    assert fit == {"how": "refit", "from_version": None,
+                   "note": "no champion estimator to start from"}  # fmt: skip
+
 
 @pytest.mark.slow  # seven `edgeloop pipeline step` processes, each importing scikit-learn: ~40 s
 def test_retraining_pipeline_runs_compiled_for_kubeflow(

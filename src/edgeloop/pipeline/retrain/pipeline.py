@@ -180,9 +180,10 @@ def _arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str], list[st
 
 
 @step(cache=False)  # reads the registry: which version is champion now
-def start_from(config: dict[str, Any], workspace: str) -> dict[str, Any]:
+def start_from(config: dict[str, Any], workspace: str, ctx: StepContext) -> dict[str, Any]:
     """For `fit: warm_start`, the champion's fitted estimator (recorded in its lineage, with
-    its SHA-256); nothing for a refit, or when there is no champion yet."""
+    its SHA-256); nothing for a refit, when there is no champion yet, or when its estimator
+    is no longer in the store."""
     from edgeloop.registry.workspace import open_registry
     from edgeloop.workspace import Workspace
 
@@ -198,6 +199,10 @@ def start_from(config: dict[str, Any], workspace: str) -> dict[str, Any]:
         registry.close()
     ref = (champion.lineage.model_extra or {}).get("estimator")
     if not isinstance(ref, dict) or not ref.get("key") or not ref.get("sha256"):
+        return {"version": champion.version, "estimator": None}
+    try:
+        ctx.store.head(str(ref["key"]))
+    except KeyError:  # ObjectNotFound: run artifacts were cleaned up; train refits
         return {"version": champion.version, "estimator": None}
     return {
         "version": champion.version,
