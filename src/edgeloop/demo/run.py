@@ -345,6 +345,18 @@ def _watch(
             if settings.fast and time.monotonic() - closed_at >= 3.0:
                 break
         time.sleep(0.25)
+    # Do not stop in the middle of a rollout: give the newest version time to reach every edge.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        for step in follower.poll():
+            out.print(clock.step(step))
+        registered = [s for s in result.timeline.steps if s.kind == "model.registered"]
+        newest = max((int(s.data["version"]) for s in registered), default=None)
+        if newest is None or all(
+            str(newest) in t.stats.first_seen for t in result.traffic.values()
+        ):
+            break
+        time.sleep(0.25)
 
 
 def _new_version(result: DemoResult, drift: SiteTraffic) -> str | None:
