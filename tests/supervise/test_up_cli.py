@@ -95,3 +95,35 @@ def test_down_without_up_says_so(workspace_dir: Path) -> None:
     out = edgeloop("down", "-w", str(workspace_dir))
     assert out.returncode == 1
     assert "no `edgeloop up` is running" in out.stderr
+
+
+def test_down_stops_what_a_killed_up_left_running(workspace_dir: Path) -> None:
+    ws = use_free_ports(workspace_dir)
+    up = subprocess.Popen(
+        [*CLI, "up", "-w", str(ws.root), "--no-agents"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: (
+                all(c["status"] == "up" for c in components(ws.root).values())
+                and len(components(ws.root)) == 5
+            ),
+            "every component to start",
+        )
+        pids = [c["pid"] for c in components(ws.root).values()]
+        up.kill()  # SIGKILL: no chance to stop its children
+        up.wait(30)
+        assert all(alive(pid) for pid in pids)  # orphans, still holding their ports
+        stale = edgeloop("status", "-w", str(ws.root))
+        said = " ".join(stale.stderr.split())
+        assert stale.returncode == 1 and "5 process(es) running" in said, said
+        down = edgeloop("down", "-w", str(ws.root))
+        assert down.returncode == 0, down.stderr
+        assert "orphaned" in down.stdout
+        wait_for(lambda: not any(alive(pid) for pid in pids), "the orphans to stop", 30)
+        assert edgeloop("down", "-w", str(ws.root)).returncode == 1  # nothing left to stop
+    finally:
+        if up.poll() is None:
+            up.kill()

@@ -103,7 +103,13 @@ def status(
             if as_json:
                 print_json({"running": False, "workspace": str(ws.root)})
             else:
-                extra = " (a stale state file is left: `edgeloop down` cleans up)" if state else ""
+                extra = ""
+                if state is not None:
+                    left = [c.key for c in state.components if pid_alive(c.pid)]
+                    extra = (
+                        f"; it left a stale state file and {len(left)} process(es) running "
+                        f"({', '.join(left) or 'none'}): `edgeloop down` stops them"
+                    )
                 err_console.print(f"no `edgeloop up` is running in {ws.root}{extra}")
             raise typer.Exit(1)
         if as_json:
