@@ -106,7 +106,7 @@ def core_process_for(ws: Workspace) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-c", "from edgeloop.cli.main import run; run()"]
     process = subprocess.Popen(
-        [*command, "core", "--workspace", str(ws.root), "--interval", "0.2"],
+        [*command, "core", "--workspace", str(ws.root), "--interval", "0.2", "--no-control"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -95,7 +95,7 @@ def test_kill_9_between_claim_and_start_runs_once(tmp_path: Path) -> None:
     replicate(ws, [f"captures/churn/edge-1/b{i}.parquet" for i in range(3)])
     # the first core claims the window, then pauses before starting it: kill -9 it there
     first = subprocess.Popen(
-        edgeloop("core", "-w", str(ws)),
+        edgeloop("core", "-w", str(ws), "--no-control"),
         cwd=ws,
         env=env(tmp_path, EDGELOOP_PIPELINE_PAUSE_AFTER_CLAIM="60"),
     )
@@ -107,7 +107,9 @@ def test_kill_9_between_claim_and_start_runs_once(tmp_path: Path) -> None:
     assert not (tmp_path / "executions.log").exists()
     # events keep arriving twice while the core is down
     replicate(ws, [f"captures/churn/edge-1/b{i}.parquet" for i in range(3)])
-    second = subprocess.Popen(edgeloop("core", "-w", str(ws)), cwd=ws, env=env(tmp_path))
+    second = subprocess.Popen(
+        edgeloop("core", "-w", str(ws), "--no-control"), cwd=ws, env=env(tmp_path)
+    )
     try:
         wait_for(lambda: run_states(ws) == [("w-batches-1", "succeeded")], second)
         time.sleep(0.5)  # a few more passes: nothing else may start
