@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from edgeloop.errors import ChecksumMismatch, ObjectNotFound, StoreUnavailable
@@ -95,3 +95,33 @@ def copy_object(
         # A store that ignores expected_sha256 must not get a corrupt copy marked done.
         raise ChecksumMismatch(f"{key}: target recorded sha256 {info.sha256}, sent {expected}")
     return CopyOutcome(key, info.size, expected, task.sha256)
+
+
+# A copy left out of a batch (stopped or paused before its turn): it stays pending, unattempted.
+NOT_ATTEMPTED = None
+
+CopyResult = CopyOutcome | Exception | None
+
+
+def copy_batch(
+    source: ObjectStore,
+    target: ObjectStore,
+    tasks: Sequence[CopyTask],
+    bucket: TokenBucket | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> list[CopyResult]:
+    """Copy `tasks` one after another in this thread; each result is the copy's outcome, the
+    error it raised, or NOT_ATTEMPTED for tasks left out because `keep_going()` turned false
+    or a store became unreachable (the next copies would only wait for it too)."""
+    results: list[CopyResult] = []
+    for task in tasks:
+        if results and not keep_going():
+            break
+        try:
+            results.append(copy_object(source, target, task, bucket))
+        except Exception as exc:
+            results.append(exc)
+            if is_outage(exc):
+                break
+    results.extend(NOT_ATTEMPTED for _ in range(len(tasks) - len(results)))
+    return results

@@ -24,7 +24,13 @@ from edgeloop.errors import ReplicationError
 from edgeloop.journal.base import EventSink, Journal
 from edgeloop.model.events import EventType
 from edgeloop.replication.backoff import Backoff
-from edgeloop.replication.copier import CopyOutcome, copy_object, is_outage
+from edgeloop.replication.copier import (
+    NOT_ATTEMPTED,
+    CopyOutcome,
+    CopyResult,
+    copy_batch,
+    is_outage,
+)
 from edgeloop.replication.ledger import Copied, Ledger, LedgerCounts, LedgerEntry
 from edgeloop.replication.plan import (
     diff_listing,
@@ -38,6 +44,12 @@ from edgeloop.replication.sinks import as_batch_sink
 from edgeloop.store.base import ObjectStore, SyncDeferringStore
 
 log = logging.getLogger(__name__)
+
+# Small objects go to a worker in groups (one hand-off between threads per group, not per
+# object: for a 64 KiB object the hand-off costs as much as the copy). Each worker still
+# copies one object at a time, so `transfers` copies run in parallel, as before.
+GROUP_MAX_OBJECTS = 8
+GROUP_MAX_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -322,12 +334,12 @@ class Replicator:
         returns False when it did nothing), so planning overlaps with the copies in flight.
         """
         pool = self._executor()
-        window = self.options.transfers * 4
+        window = self.options.transfers * 2  # groups in flight: one running, one queued each
         # Refill below this many queued entries: deep enough to keep the workers busy while
         # the next page is planned.
-        low_water = max(window, self.options.list_page // 2)
-        completions: queue.SimpleQueue[Future[CopyOutcome]] = queue.SimpleQueue()
-        inflight: dict[Future[CopyOutcome], LedgerEntry] = {}
+        low_water = max(window * GROUP_MAX_OBJECTS, self.options.list_page // 2)
+        completions: queue.SimpleQueue[Future[list[CopyResult]]] = queue.SimpleQueue()
+        inflight: dict[Future[list[CopyResult]], list[LedgerEntry]] = {}
         waiting: deque[LedgerEntry] = deque()
         # Keys queued, in flight, or copied but not yet flushed: still pending in the ledger.
         claimed: set[str] = set()
@@ -346,12 +358,17 @@ class Replicator:
                         waiting.extend(fresh)
                         claimed.update(e.key for e in fresh)
                 while waiting and len(inflight) < window:
-                    entry = waiting.popleft()
+                    group = _next_group(waiting)
                     future = pool.submit(
-                        copy_object, self.source, self._copy_target, entry.task(), self._bucket
+                        copy_batch,
+                        self.source,
+                        self._copy_target,
+                        [entry.task() for entry in group],
+                        self._bucket,
+                        self._may_start_copies,
                     )
                     future.add_done_callback(completions.put)
-                    inflight[future] = entry
+                    inflight[future] = group
             if not inflight:
                 break
             try:
@@ -361,14 +378,17 @@ class Replicator:
             while not completions.empty():
                 done.append(completions.get_nowait())
             for future in done:
-                entry = inflight.pop(future)
+                group = inflight.pop(future)
                 error = future.exception()
-                if error is None:
-                    finished.append(future.result())
-                    self._outage_over()
-                else:
+                results = future.result() if error is None else [error] * len(group)
+                for entry, result in zip(group, results, strict=True):
+                    if isinstance(result, CopyOutcome):
+                        finished.append(result)
+                        self._outage_over()
+                        continue
                     claimed.discard(entry.key)
-                    self._failed(entry, error)
+                    if result is not NOT_ATTEMPTED:
+                        self._failed(entry, result)
             now = time.monotonic()
             if len(finished) >= self.options.batch_size or (finished and now - last_flush > 0.5):
                 self._flush(finished)
@@ -378,6 +398,10 @@ class Replicator:
                 last_flush = now
                 self.reporter.status(self.snapshot())
         self._flush(finished)
+
+    def _may_start_copies(self) -> bool:
+        """Whether a worker may start the next copy of its group (no stop, no outage)."""
+        return not self._stop.is_set() and time.time() >= self._paused_until
 
     def _flush(self, outcomes: list[CopyOutcome]) -> None:
         """Make verified copies durable, emit their events, then mark them done (in that
@@ -476,6 +500,18 @@ class Replicator:
         self.reporter.status(self.snapshot())
         sleep(max(0.0, max(wake or 0.0, self._paused_until) - now))
         return True
+
+
+def _next_group(waiting: deque[LedgerEntry]) -> list[LedgerEntry]:
+    """Take the next group of entries to copy in one worker: one large object, or small ones
+    up to GROUP_MAX_OBJECTS and GROUP_MAX_BYTES together."""
+    group = [waiting.popleft()]
+    size = group[0].size
+    while waiting and len(group) < GROUP_MAX_OBJECTS and size + waiting[0].size <= GROUP_MAX_BYTES:
+        entry = waiting.popleft()
+        group.append(entry)
+        size += entry.size
+    return group
 
 
 def read_status(ledger: Ledger) -> ReplicationStatus:

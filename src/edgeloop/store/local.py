@@ -6,6 +6,7 @@ import contextlib
 import copy
 import errno
 import io
+import itertools
 import os
 import stat
 import threading
@@ -71,6 +72,8 @@ class FileReader:
         read = self._handle.read
         while chunk := read(CHUNK_SIZE):
             yield chunk
+            if len(chunk) < CHUNK_SIZE:
+                return  # a short read of a regular file is its end: spare the empty read
 
     def read(self) -> bytes:
         return self._handle.readall()
@@ -115,6 +118,9 @@ class LocalStore:
         # Deferred directory syncs (see `deferring_sync`); None: every put syncs its directory.
         self._unsynced: set[Path] | None = None
         self._sync_lock = threading.Lock()
+        # Temp names: random per store instance, then counted (no random draw per put).
+        self._tmp_prefix = uuid.uuid4().hex
+        self._tmp_counter = itertools.count()
         self.sweep_temp()
 
     def deferring_sync(self) -> LocalStore:
@@ -206,7 +212,7 @@ class LocalStore:
     # -- interface -----------------------------------------------------------------------
     def put(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> ObjectInfo:
         path, parent, parent_known = self._locate(key)
-        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+        tmp = self._tmp / f"{self._tmp_prefix}-{next(self._tmp_counter)}.part"
         hashing = HashingReader(iter_chunks(data))
         changed = [parent]  # directories whose entries this put changes, to be synced
         try:
