@@ -48,7 +48,7 @@ def _assert_only_whole_versions(root: Path) -> int:
         assert hashlib.sha256(body).hexdigest() == digest, f"{info.key}: torn content"
         whole = hashlib.sha256(content).hexdigest()
         assert info.sha256 == whole, f"{info.key}: listed sha256 does not match the bytes"
-        assert os.getxattr(root / info.key, SHA_XATTR).decode() == whole
+        assert os.getxattr(root / info.key, SHA_XATTR).hex() == whole
     return len(listed)
 
 

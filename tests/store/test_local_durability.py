@@ -4,6 +4,7 @@ swapped in later lead outside the root."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -120,3 +121,21 @@ def test_object_and_prefix_clashes_are_still_clear_errors(tmp_path: Path) -> Non
         store.put("x/y/z", b"3")
     assert [i.key for i in store.list()] == ["x/y"]
     assert list((store.root / ".edgeloop-tmp").iterdir()) == []
+
+
+def test_digest_is_kept_as_32_raw_bytes_and_the_hex_form_still_reads(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    info = store.put("new/obj", b"payload")
+    raw = os.getxattr(store.root / "new" / "obj", local_module.SHA_XATTR)
+    assert raw == bytes.fromhex(info.sha256 or "")
+    # An object written by an older edgeloop, digest as 64 hex characters.
+    old = store.root / "old" / "obj"
+    old.parent.mkdir()
+    old.write_bytes(b"payload")
+    os.setxattr(old, local_module.SHA_XATTR, (info.sha256 or "").encode("ascii"))
+    assert store.head("old/obj").sha256 == info.sha256
+    assert store.get("old/obj").info.sha256 == info.sha256
+    assert {i.key: i.sha256 for i in store.list()} == {
+        "new/obj": info.sha256,
+        "old/obj": info.sha256,
+    }

@@ -31,9 +31,19 @@ PARENT_CACHE_SIZE = 4096
 
 def _read_sha(fd_or_path: int | str) -> str | None:
     try:
-        return os.getxattr(fd_or_path, SHA_XATTR).decode("ascii")
+        value = os.getxattr(fd_or_path, SHA_XATTR)
     except OSError:
         return None
+    if len(value) == 32:
+        return value.hex()
+    # Stores written before the digest was kept as raw bytes hold it as 64 hex characters.
+    return value.decode("ascii", "replace") if len(value) == 64 else None
+
+
+def _sha_xattr(digest: str) -> bytes:
+    # The 32 raw bytes, not 64 hex characters: on ext4 with 256-byte inodes they fit inside
+    # the inode, where the hex form needs a 4 KiB block of its own for every object.
+    return bytes.fromhex(digest)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -91,8 +101,8 @@ class FileReader:
 class LocalStore:
     """An ObjectStore in a directory: write to a temp file, fsync, rename, fsync the directory.
 
-    The SHA-256 of each object is kept in the `user.edgeloop.sha256` extended attribute, set
-    before the rename so the digest becomes visible together with the bytes.
+    The SHA-256 of each object is kept in the `user.edgeloop.sha256` extended attribute (its
+    32 raw bytes), set before the rename so the digest becomes visible with the bytes.
     """
 
     def __init__(self, root: str | Path, *, fsync: bool = True, create: bool = True) -> None:
@@ -222,7 +232,7 @@ class LocalStore:
                 out.flush()
                 digest = hashing.check(key, expected_sha256)
                 with contextlib.suppress(OSError):  # filesystems without xattrs still work
-                    os.setxattr(out.fileno(), SHA_XATTR, digest.encode("ascii"))
+                    os.setxattr(out.fileno(), SHA_XATTR, _sha_xattr(digest))
                 if self.fsync:
                     os.fsync(out.fileno())
                 # Stat the version we wrote, not whatever a concurrent writer renames in later.
