@@ -80,10 +80,15 @@ class FileReader:
 
     def __iter__(self) -> Iterator[bytes]:
         read = self._handle.read
-        while chunk := read(CHUNK_SIZE):
+        # Ask for one byte more than the object holds (up to a chunk): a small object then
+        # comes in one read into a buffer of its size, not a 1 MiB one, and the short read
+        # says it has ended.
+        want = min(CHUNK_SIZE, self.info.size + 1)
+        while chunk := read(want):
             yield chunk
-            if len(chunk) < CHUNK_SIZE:
+            if len(chunk) < want:
                 return  # a short read of a regular file is its end: spare the empty read
+            want = CHUNK_SIZE
 
     def read(self) -> bytes:
         return self._handle.readall()
