@@ -34,8 +34,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
-import pyarrow as pa
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_S = 5.0
@@ -51,46 +49,14 @@ STAGES = (
 
 def batch_tables(rows: int, site: str, seed: int) -> tuple[bytes, bytes]:
     """One capture batch and its label batch, in the layout edgeloop's server writes."""
-    from edgeloop.demo.scenario import DRIFTED, FEATURES, MODEL, sample, truth
-    from edgeloop.pipeline.retrain import data
+    from edgeloop.demo.scenario import DRIFTED, sample, truth
+    from edgeloop.demo.workspace import labelled_batch
 
     rng = np.random.default_rng(seed)
     x = sample(rng, rows, DRIFTED)
     y = truth(rng, x)
     ids = [uuid.uuid4().hex for _ in range(rows)]
-    now = datetime.now(UTC)
-    times = pa.array([now] * rows, type=pa.timestamp("us", tz="UTC"))
-    inputs = [
-        orjson.dumps(
-            [{"name": "input", "shape": [1, len(FEATURES)], "datatype": "FP32",
-              "data": [float(v) for v in row]}]
-        ).decode()
-        for row in x
-    ]  # fmt: skip
-    captures = pa.table(
-        {
-            "time": times,
-            "request_id": ids,
-            "site": [site] * rows,
-            "model": [MODEL] * rows,
-            "version": ["1"] * rows,
-            "inputs": inputs,
-            "outputs": ["[]"] * rows,
-            "latency_ms": [0.0] * rows,
-            "batch_id": ["bench"] * rows,
-        }
-    )
-    labels = pa.table(
-        {
-            "time": times,
-            "request_id": ids,
-            "site": [site] * rows,
-            "model": [MODEL] * rows,
-            "label": [str(v) for v in y],
-            "batch_id": ["bench"] * rows,
-        }
-    )
-    return data.to_parquet(captures), data.to_parquet(labels)
+    return labelled_batch(x, y, ids, datetime.now(UTC), site, version="1", batch_id="bench")
 
 
 def serving_version(http: httpx.Client, url: str) -> str | None:

@@ -182,6 +182,53 @@ def create_workspace(
     return Workspace.load(ws.root)
 
 
+def labelled_batch(
+    x: np.ndarray,
+    y: np.ndarray,
+    ids: list[str],
+    when: datetime,
+    site: str,
+    *,
+    version: str,
+    batch_id: str,
+) -> tuple[bytes, bytes]:
+    """A capture batch of rows `x` and its label batch `y` (Parquet, in the layout edgeloop's
+    server writes), all stamped `when`."""
+    rows = len(ids)
+    times = pa.array([when] * rows, type=pa.timestamp("us", tz="UTC"))
+    inputs = [
+        orjson.dumps(
+            [{"name": "input", "shape": [1, len(FEATURES)], "datatype": "FP32",
+              "data": [float(v) for v in row]}]
+        ).decode()
+        for row in x
+    ]  # fmt: skip
+    captures = pa.table(
+        {
+            "time": times,
+            "request_id": ids,
+            "site": [site] * rows,
+            "model": [MODEL] * rows,
+            "version": [version] * rows,
+            "inputs": inputs,
+            "outputs": ["[]"] * rows,
+            "latency_ms": [0.0] * rows,
+            "batch_id": [batch_id] * rows,
+        }
+    )
+    labels = pa.table(
+        {
+            "time": times,
+            "request_id": ids,
+            "site": [site] * rows,
+            "model": [MODEL] * rows,
+            "label": [str(v) for v in y],
+            "batch_id": [batch_id] * rows,
+        }
+    )
+    return data.to_parquet(captures), data.to_parquet(labels)
+
+
 def history_batches(rows: int, sites: list[str], seed: int = 7) -> dict[str, bytes]:
     """Labelled history for version 1: per site one capture and one label batch (Parquet, in
     the layout edgeloop's serving writes), dated two days ago so drift windows skip them."""
@@ -192,40 +239,10 @@ def history_batches(rows: int, sites: list[str], seed: int = 7) -> dict[str, byt
         x = sample(rng, rows, STEADY)
         y = truth(rng, x)
         ids = [uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i).hex for i in range(rows)]
-        times = pa.array([when] * rows, type=pa.timestamp("us", tz="UTC"))
-        inputs = [
-            orjson.dumps(
-                [{"name": "input", "shape": [1, len(FEATURES)], "datatype": "FP32",
-                  "data": [float(v) for v in row]}]
-            ).decode()
-            for row in x
-        ]  # fmt: skip
-        captures = pa.table(
-            {
-                "time": times,
-                "request_id": ids,
-                "site": [site] * rows,
-                "model": [MODEL] * rows,
-                "version": ["0"] * rows,
-                "inputs": inputs,
-                "outputs": ["[]"] * rows,
-                "latency_ms": [0.0] * rows,
-                "batch_id": ["history"] * rows,
-            }
-        )
-        labels = pa.table(
-            {
-                "time": times,
-                "request_id": ids,
-                "site": [site] * rows,
-                "model": [MODEL] * rows,
-                "label": [str(v) for v in y],
-                "batch_id": ["history"] * rows,
-            }
-        )
+        captures, labels = labelled_batch(x, y, ids, when, site, version="0", batch_id="history")
         day = f"{when:%Y/%m/%d}"
-        out[f"captures/{MODEL}/{site}/{day}/history.parquet"] = data.to_parquet(captures)
-        out[f"labels/{MODEL}/{site}/{day}/history.parquet"] = data.to_parquet(labels)
+        out[f"captures/{MODEL}/{site}/{day}/history.parquet"] = captures
+        out[f"labels/{MODEL}/{site}/{day}/history.parquet"] = labels
     return out
 
 
