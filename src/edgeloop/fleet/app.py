@@ -28,6 +28,7 @@ from edgeloop.dashboard import DashboardSources, mount_dashboard
 from edgeloop.errors import FleetConflict, FleetError, FleetNotFound
 from edgeloop.fleet.auth import Authenticator, Principal, TokenRefused
 from edgeloop.fleet.control import ControlPlane, ControlSettings, build_control_plane
+from edgeloop.fleet.heartbeat_lane import HeartbeatLane
 from edgeloop.fleet.schemas import (
     ActionIn,
     DeploymentIn,
@@ -545,6 +546,9 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     app.openapi = _openapi  # type: ignore[method-assign]
     check_policy_covers(app)
     app.add_middleware(AuditMiddleware, record=service.record_audit)
+    # Outside the audit middleware: the lane answers only successful heartbeats, which are
+    # not audited, and hands everything else (refusals included) to the audited app.
+    app.add_middleware(HeartbeatLane, auth=plane.auth, service=service, settings=settings)
     return app
 
 

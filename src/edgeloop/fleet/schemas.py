@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from edgeloop.model.rbac import Role
 from edgeloop.model.rollout import Gate, Selector, WaveSpec
@@ -15,7 +23,9 @@ _LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{0,63}")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are not JSON: PostgreSQL's json type refuses them, so one such
+    # value would fail the whole batch of heartbeats it was buffered with.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -26,6 +36,18 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
                 "values letters, digits, '.', '_', '-' (at most 63)"
             )
     return labels
+
+
+def _unicode(text: str) -> str:
+    """Refuse lone surrogates (`"\\ud800"` parses in JSON, but PostgreSQL refuses to store it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (a lone surrogate escape is not)") from None
+    return text
+
+
+_Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class ProjectIn(_Body):
@@ -55,7 +77,9 @@ class LabelsIn(_Body):
 class HeartbeatIn(_Body):
     """A site's status, sent every few seconds by its agent."""
 
-    loaded: dict[str, str] = Field(default_factory=dict, description="model -> serving version")
+    loaded: dict[
+        Annotated[_Text, Field(max_length=200)], Annotated[_Text, Field(max_length=100)]
+    ] = Field(default_factory=dict, max_length=256, description="model -> serving version")
     healthy: bool = True
     error_rate: float = Field(default=0.0, ge=0, le=1)
     p99_ms: float | None = Field(default=None, ge=0)
@@ -64,7 +88,7 @@ class HeartbeatIn(_Body):
     capture_drops: int | None = Field(default=None, ge=0)
     spool_fraction: float | None = Field(default=None, ge=0, le=1)
     applied_generation: int | None = Field(default=None, ge=0)
-    message: str | None = Field(default=None, max_length=2000)
+    message: _Text | None = Field(default=None, max_length=2000)
 
 
 class ReportIn(_Body):
@@ -75,7 +99,7 @@ class ReportIn(_Body):
     version: str | None = Field(default=None, min_length=1, max_length=100)
     outcome: str = Field(pattern=r"^(applied|failed|rolled_back|refused|alert)$")
     generation: int | None = Field(default=None, ge=0)
-    message: str | None = Field(default=None, max_length=2000)
+    message: _Text | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
     def _model_unless_alert(self) -> ReportIn:

@@ -100,6 +100,7 @@ class FleetService:
         self._pending_lock = threading.Lock()
         self._etags: dict[tuple[str, str], str | None] = {}
         self._epochs: dict[tuple[str, str], int] = {}
+        self._etag_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -423,13 +424,19 @@ class FleetService:
         return {"desired_etag": self._etags.get((who.project, site))}
 
     def queue_heartbeat(
-        self, who: Principal, site: str, status: dict[str, Any]
+        self, who: Principal, site: str, status: dict[str, Any], *, only_if_known: bool = False
     ) -> tuple[bool, str | None]:
-        """Buffer a heartbeat for the next flush (no I/O); returns (etag known, etag)."""
+        """Buffer a heartbeat for the next flush (no I/O); returns (etag known, etag).
+
+        With `only_if_known`, a heartbeat whose site's ETag is not in memory is not buffered:
+        the caller hands it to the route that reads the ETag from the database.
+        """
         key = (who.project, site)
+        etag = self._etags.get(key, _UNKNOWN)
+        if etag is _UNKNOWN and only_if_known:
+            return (False, None)
         with self._pending_lock:
             self._pending[key] = (status, self.clock())
-        etag = self._etags.get(key, _UNKNOWN)
         return (etag is not _UNKNOWN, None if etag is _UNKNOWN else str(etag))
 
     def cached_etag(self, project: str, site: str) -> str | None:
@@ -439,9 +446,11 @@ class FleetService:
 
     def _remember_etag(self, key: tuple[str, str], etag: str | None, epoch: int) -> None:
         # Only when no change was made since the value was read: a read that raced with a
-        # change must not put the old ETag back into the cache.
-        if self._epochs.get(key, 0) == epoch:
-            self._etags[key] = etag
+        # change must not put the old ETag back into the cache. The lock makes the check and
+        # the write one step, so a change cannot land between them.
+        with self._etag_lock:
+            if self._epochs.get(key, 0) == epoch:
+                self._etags[key] = etag
 
     def desired_etag(self, project: str, site: str) -> str | None:
         """The ETag of a site's desired state, read from the database (and cached)."""
@@ -457,11 +466,23 @@ class FleetService:
         return etag
 
     def flush_heartbeats(self) -> int:
-        """Write every buffered heartbeat in one transaction; returns how many."""
+        """Write every buffered heartbeat in one transaction; returns how many.
+
+        If the write fails, the heartbeats go back into the buffer (unless a newer one of
+        the same site arrived meanwhile) for the next flush: an acknowledged heartbeat is
+        written late rather than lost.
+        """
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        if pending:
+        if not pending:
+            return 0
+        try:
             self.apply_heartbeats([(p, s, st, t) for (p, s), (st, t) in pending.items()])
+        except Exception:
+            with self._pending_lock:
+                for key, beat in pending.items():
+                    self._pending.setdefault(key, beat)
+            raise
         return len(pending)
 
     def apply_heartbeats(
@@ -706,8 +727,9 @@ class FleetService:
     def _after_desired(self, project: str, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
         for site, envelope in envelopes:
             key = (project, site)
-            self._epochs[key] = self._epochs.get(key, 0) + 1
-            self._etags.pop(key, None)  # re-read on the next heartbeat
+            with self._etag_lock:
+                self._epochs[key] = self._epochs.get(key, 0) + 1
+                self._etags.pop(key, None)  # re-read on the next heartbeat
             if self.publisher is not None:
                 try:
                     self.publisher.publish(site, envelope)
