@@ -80,6 +80,7 @@ BODIES: list[Any] = [
     {"healthy": "true", "backlog": 1.0},
     {"error_rate": 7},
     {"backlog": 1.5},
+    {"backlog": 2**64},
     {"quality": float("nan")},
     {"message": "\ud800"},
     {"loaded": {"\udc00": "1"}},

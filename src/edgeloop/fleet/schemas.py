@@ -48,6 +48,7 @@ def _unicode(text: str) -> str:
 
 
 _Text = Annotated[str, AfterValidator(_unicode)]
+_COUNT_MAX = 2**63 - 1  # what the database's JSON codec (orjson) writes and reads back exactly
 
 
 class ProjectIn(_Body):
@@ -84,10 +85,12 @@ class HeartbeatIn(_Body):
     error_rate: float = Field(default=0.0, ge=0, le=1)
     p99_ms: float | None = Field(default=None, ge=0)
     quality: float | None = None
-    backlog: int | None = Field(default=None, ge=0, description="objects waiting to replicate")
-    capture_drops: int | None = Field(default=None, ge=0)
+    backlog: int | None = Field(
+        default=None, ge=0, le=_COUNT_MAX, description="objects waiting to replicate"
+    )
+    capture_drops: int | None = Field(default=None, ge=0, le=_COUNT_MAX)
     spool_fraction: float | None = Field(default=None, ge=0, le=1)
-    applied_generation: int | None = Field(default=None, ge=0)
+    applied_generation: int | None = Field(default=None, ge=0, le=_COUNT_MAX)
     message: _Text | None = Field(default=None, max_length=2000)
 
 
@@ -98,7 +101,7 @@ class ReportIn(_Body):
     model: str | None = Field(default=None, min_length=1, max_length=200)
     version: str | None = Field(default=None, min_length=1, max_length=100)
     outcome: str = Field(pattern=r"^(applied|failed|rolled_back|refused|alert)$")
-    generation: int | None = Field(default=None, ge=0)
+    generation: int | None = Field(default=None, ge=0, le=_COUNT_MAX)
     message: _Text | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
