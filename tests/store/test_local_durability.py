@@ -139,3 +139,25 @@ def test_digest_is_kept_as_32_raw_bytes_and_the_hex_form_still_reads(tmp_path: P
         "new/obj": info.sha256,
         "old/obj": info.sha256,
     }
+
+
+def test_large_put_starts_writeback_as_it_goes_only_when_fsyncing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kicks: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        kicks.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    step = local_module.WRITEBACK_STEP
+    data = os.urandom(2 * step + step // 2)
+    info = LocalStore(tmp_path / "s").put("big/obj", data)
+    assert LocalStore(tmp_path / "s").get("big/obj").read() == data
+    assert info.size == len(data)
+    assert kicks == [(0, step), (step, step)]  # contiguous, the tail is left to the fsync
+    kicks.clear()
+    LocalStore(tmp_path / "nosync", fsync=False).put("big/obj", data)
+    assert kicks == []
