@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -63,8 +62,6 @@ def parse_duration(text: str) -> float:
 
 def control_client(control: str | None, token_file: Path | None) -> FleetClient:
     """A client for the control plane from options, the environment or defaults."""
-    # Request lines from httpx are noise at a terminal; errors are reported by the client.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     url = control or settings.control_url or "http://127.0.0.1:8700"
     if token_file is not None:

@@ -105,10 +105,20 @@ def main(
     ),
 ) -> None:
     """edgeloop: the MLOps continuum from edge to cloud."""
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(get_settings().log_level)
+
+
+# One INFO line per HTTP request: an agent polling its control plane fills its log with them.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
+def configure_logging(level: str) -> None:
+    """Log at `level` (EDGELOOP_LOG_LEVEL); HTTP client request lines only at DEBUG."""
+    level = level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet = logging.NOTSET if level == "DEBUG" else logging.WARNING
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 def run() -> None:

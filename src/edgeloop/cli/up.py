@@ -36,12 +36,9 @@ def up(
     restarted with exponential backoff; logs go to <workspace>/logs/<site>-<component>.log.
     `edgeloop status` shows them, `edgeloop down` stops them from another terminal.
     """
-    import logging
-
     from edgeloop.supervise.plan import UpOptions
     from edgeloop.supervise.up import build_supervisor
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # health probes every second
     with friendly_errors():
         ws = load_workspace(workspace)
         supervisor = build_supervisor(ws, UpOptions(agents=agents), grace=grace)
