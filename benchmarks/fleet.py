@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -166,6 +167,25 @@ def wrk(url: str, seconds: float, script: Path | None, path: str = "/") -> dict[
     }
 
 
+async def heartbeat_once(url: str, sites: list[tuple[str, str]]) -> None:
+    sem = asyncio.Semaphore(32)
+    body = {"loaded": {"m": "1"}, "healthy": True, "error_rate": 0.0, "p99_ms": 9.0}
+    async with aiohttp.ClientSession(url) as http:
+
+        async def one(site: str, token: str) -> None:
+            async with (
+                sem,
+                http.post(
+                    f"{API}/sites/{site}/heartbeat",
+                    headers={"Authorization": f"Bearer {token}"},
+                    json=body,
+                ) as r,
+            ):
+                r.raise_for_status()
+
+        await asyncio.gather(*(one(s, t) for s, t in sites))
+
+
 def throughput(
     url: str, sites: list[tuple[str, str]], state: Path, rounds: int, seconds: float
 ) -> dict[str, Any]:
@@ -174,7 +194,11 @@ def throughput(
     for kind in ("heartbeat", "report"):
         scripts[kind] = state / f"{kind}.lua"
         scripts[kind].write_text(LUA % (agents, kind))
-    wrk(url, 2, scripts["heartbeat"])  # warm up: token cache, etag cache, connections
+    # Warm up: one heartbeat from every site (its token and desired-state ETag then sit in
+    # the control plane's memory, as they do for a fleet that heartbeats every few seconds),
+    # then wrk's connections.
+    asyncio.run(heartbeat_once(url, sites))
+    wrk(url, 2, scripts["heartbeat"])
     out: dict[str, Any] = {}
     for kind in ("heartbeat", "report"):
         ref, got, ratios = [], [], []
@@ -188,10 +212,12 @@ def throughput(
             ratios.append(b["rate"] / a["rate"])
         out[kind] = {
             "per_s": statistics.median(r["rate"] for r in got),
+            "per_s_rounds": [r["rate"] for r in got],
             "p50_ms": statistics.median(r["p50_ms"] for r in got),
             "p99_ms": statistics.median(r["p99_ms"] for r in got),
             "healthz_per_s": statistics.median(r["rate"] for r in ref),
             "vs_healthz": statistics.median(ratios),
+            "vs_healthz_rounds": ratios,
         }
     return out
 
@@ -200,14 +226,20 @@ def throughput(
 
 
 class Agent:
-    """One simulated site: long-polls its desired state, applies it, heartbeats."""
+    """One simulated site: long-polls its desired state, applies it, heartbeats.
 
-    def __init__(self, name: str, token: str) -> None:
+    Like the real agent, it never gives up: a failed call is counted in `errors` (by kind)
+    and retried after a pause. An agent that stopped on its first failed heartbeat would
+    leave its site on the old version forever, and the rollout waiting on it.
+    """
+
+    def __init__(self, name: str, token: str, errors: collections.Counter[str]) -> None:
         self.name = name
         self.headers = {"Authorization": f"Bearer {token}"}
         self.loaded: dict[str, str] = {}
         self.etag: str | None = None
         self.applied: list[str] = []
+        self.errors = errors
 
     async def heartbeat(self, http: aiohttp.ClientSession) -> None:
         async with http.post(
@@ -226,10 +258,15 @@ class Agent:
                 async with http.get(
                     f"{API}/sites/{self.name}/desired", params={"wait": "25"}, headers=headers
                 ) as response:
+                    if response.status == 304:
+                        continue
                     if response.status != 200:
+                        self.errors[f"desired: HTTP {response.status}"] += 1
+                        await asyncio.sleep(0.5)
                         continue
                     body = await response.json()
-            except (TimeoutError, aiohttp.ClientError):
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                self.errors[f"desired: {type(exc).__name__}"] += 1
                 await asyncio.sleep(0.5)
                 continue
             self.etag = body["etag"]
@@ -240,68 +277,112 @@ class Agent:
                 await self.report(http)
 
     async def report(self, http: aiohttp.ClientSession) -> None:
-        """Heartbeat after applying, retried: a dropped heartbeat must not stall the agent."""
-        for _ in range(20):
+        """Heartbeat after applying, until it is delivered."""
+        while True:
             try:
                 await self.heartbeat(http)
                 return
-            except (TimeoutError, aiohttp.ClientError):
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                status = getattr(exc, "status", None)
+                self.errors[f"heartbeat: {status or type(exc).__name__}"] += 1
                 await asyncio.sleep(0.5)
 
 
-async def rollout(url: str, admin: str, sites: list[tuple[str, str]]) -> dict[str, Any]:
-    agents = [Agent(s, t) for s, t in sites]
+async def rollout(
+    url: str, admin: str, sites: list[tuple[str, str]], repeats: int = 1, limit_s: float = 300
+) -> dict[str, Any]:
+    """`repeats` times: deploy version 2k+1 to every site at once, then roll out 2k+2 in three
+    waves; every agent must apply each version exactly once, in order."""
+    errors: collections.Counter[str] = collections.Counter()
+    agents = [Agent(s, t, errors) for s, t in sites]
     headers = {"Authorization": f"Bearer {admin}"}
     connector = aiohttp.TCPConnector(limit=0)
     # Long-polls wait 25 s; a deployment over 5,000 sites may take a while on a busy machine.
     timeout = aiohttp.ClientTimeout(total=300)
+    detail: dict[str, Any] = {}
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
         followers = [asyncio.create_task(a.follow(http)) for a in agents]
+        deploys: list[float] = []
+        converges: list[float] = []
+        state = "not started"
         try:
             while sum(a.etag is not None for a in agents) < len(agents):
                 await asyncio.sleep(0.05)
-            start = time.perf_counter()
-            async with http.put(
-                f"{API}/deployments/bench",
-                headers=headers,
-                json={"model": "m", "version": "1", "selector": "fleet=bench"},
-            ) as r:
-                r.raise_for_status()
-            while sum(a.loaded.get("m") == "1" for a in agents) < len(agents):
-                await asyncio.sleep(0.05)
-            deploy_s = time.perf_counter() - start
+            for k in range(repeats):
+                old, new = str(2 * k + 1), str(2 * k + 2)
+                start = time.perf_counter()
+                async with http.put(
+                    f"{API}/deployments/bench",
+                    headers=headers,
+                    json={"model": "m", "version": old, "selector": "fleet=bench"},
+                ) as r:
+                    r.raise_for_status()
+                while sum(a.loaded.get("m") == old for a in agents) < len(agents):
+                    await asyncio.sleep(0.05)
+                deploys.append(time.perf_counter() - start)
 
-            start = time.perf_counter()
-            async with http.post(
-                f"{API}/rollouts",
-                headers=headers,
-                json={
-                    "deployment": "bench",
-                    "version": "2",
-                    "waves": "5,25,100",
-                    "gate": {"min_healthy_seconds": 0, "max_error_rate": 0.5},
-                },
-            ) as r:
-                r.raise_for_status()
-                rollout_id = (await r.json())["id"]
-            state = "running"
-            while state == "running" and time.perf_counter() - start < 300:
-                # The summary list, not the per-site detail: watching must not load the server.
-                await asyncio.sleep(0.1)
-                async with http.get(f"{API}/rollouts", headers=headers) as r:
-                    state = next(x for x in await r.json() if x["id"] == rollout_id)["state"]
-            converge_s = time.perf_counter() - start
+                start = time.perf_counter()
+                async with http.post(
+                    f"{API}/rollouts",
+                    headers=headers,
+                    json={
+                        "deployment": "bench",
+                        "version": new,
+                        "waves": "5,25,100",
+                        "gate": {"min_healthy_seconds": 0, "max_error_rate": 0.5},
+                    },
+                ) as r:
+                    r.raise_for_status()
+                    rollout_id = (await r.json())["id"]
+                state = "running"
+                while state == "running" and time.perf_counter() - start < limit_s:
+                    # The summary list, not per-site detail: watching must not load the server.
+                    await asyncio.sleep(0.1)
+                    try:
+                        async with http.get(f"{API}/rollouts", headers=headers) as r:
+                            rows = await r.json()
+                        state = next(x for x in rows if x["id"] == rollout_id)["state"]
+                    except (TimeoutError, aiohttp.ClientError) as exc:
+                        errors[f"watch: {type(exc).__name__}"] += 1
+                converges.append(time.perf_counter() - start)
+                if state != "completed":
+                    detail = await _stuck(http, headers, rollout_id, agents)
+                    break
         finally:
             for task in followers:
                 task.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
+    versions = [str(v) for v in range(1, 2 * len(converges) + 1)]
+    converge_s = statistics.median(converges)
     return {
         "state": state,
-        "deploy_all_s": deploy_s,
+        "deploy_all_s": statistics.median(deploys),
         "rollout_3_waves_s": converge_s,
+        "rollout_rounds_s": converges,
         "sites_converged_per_s": len(agents) / converge_s,
-        "sites_on_new_version": sum(a.loaded.get("m") == "2" for a in agents),
-        "each_version_applied_once": all(a.applied == ["1", "2"] for a in agents),
+        "sites_on_new_version": sum(a.loaded.get("m") == versions[-1] for a in agents),
+        "each_version_applied_once": all(a.applied == versions for a in agents),
+        "agent_errors": dict(errors),
+        **({"stuck": detail} if detail else {}),
+    }
+
+
+async def _stuck(
+    http: aiohttp.ClientSession, headers: dict[str, str], rollout_id: str, agents: list[Agent]
+) -> dict[str, Any]:
+    """Why a rollout did not complete: the control plane's view against the agents' view."""
+    async with http.get(f"{API}/rollouts/{rollout_id}", headers=headers) as r:
+        view = await r.json()
+    wave = next((w for w in view["waves"] if w["state"] != "passed"), None)
+    by_name = {a.name: a for a in agents}
+    lagging = [s for s in (wave or {}).get("sites", []) if not s["on_target"]]
+    return {
+        "reason": view.get("reason"),
+        "wave": wave and wave["index"],
+        "sites_not_on_target": len(lagging),
+        "examples": [
+            {**s, "agent_loaded": by_name[s["site"]].loaded.get("m")} for s in lagging[:5]
+        ],
     }
 
 
@@ -311,6 +392,9 @@ def main() -> int:
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--rollouts", type=int, default=3, help="rollouts per cell (median and spread)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: run `scripts/system-deps.sh test` (apt-get install wrk)")
@@ -330,18 +414,21 @@ def main() -> int:
                 else:
                     db_url = f"sqlite:///{state / 'fleet.db'}"
                 server = ControlPlaneProcess(db_url, state)
+                row: dict[str, Any] = {"db": db, "sites": n, "load_before": os.getloadavg()[0]}
                 try:
                     start = time.perf_counter()
                     sites = join_sites(server.url, server.admin, n)
-                    row: dict[str, Any] = {
-                        "db": db,
-                        "sites": n,
-                        "join_s": time.perf_counter() - start,
-                    }
+                    row["join_s"] = time.perf_counter() - start
                     row.update(throughput(server.url, sites, state, args.rounds, args.seconds))
-                    row.update(asyncio.run(rollout(server.url, server.admin, sites)))
+                    row.update(asyncio.run(rollout(server.url, server.admin, sites, args.rollouts)))
                 finally:
+                    row["load_after"] = os.getloadavg()[0]
                     server.stop()
+                    if row.get("state") != "completed":  # keep the server's story
+                        RESULTS.mkdir(parents=True, exist_ok=True)
+                        kept = RESULTS / f"fleet-server-{db}-{n}.log"
+                        shutil.copyfile(state / "server.log", kept)
+                        print(f"server log kept in {kept}", flush=True)
                     shutil.rmtree(state, ignore_errors=True)
                 results.append(row)
                 print(json.dumps(row), flush=True)
@@ -357,16 +444,21 @@ def main() -> int:
     (RESULTS / "fleet.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [
         "| db | sites | heartbeats/s (vs /healthz) | heartbeat p50 / p99 ms "
-        "| reports/s (vs /healthz) | report p50 / p99 ms | rollout, 3 waves | applied once |",
-        "|---|---|---|---|---|---|---|---|",
+        "| reports/s (vs /healthz) | report p50 / p99 ms | rollout, 3 waves "
+        "| deploy to all | applied once | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         hb, rp = r["heartbeat"], r["report"]
+        lo, hi = min(hb["per_s_rounds"]), max(hb["per_s_rounds"])
+        ro = r["rollout_rounds_s"]
         lines.append(
-            f"| {r['db']} | {r['sites']} | {hb['per_s']:.0f} ({hb['vs_healthz']:.2f}) | "
-            f"{hb['p50_ms']:.1f} / {hb['p99_ms']:.1f} | {rp['per_s']:.0f} "
+            f"| {r['db']} | {r['sites']} | {hb['per_s']:.0f} ({hb['vs_healthz']:.2f}); "
+            f"{lo:.0f}-{hi:.0f} | {hb['p50_ms']:.1f} / {hb['p99_ms']:.1f} | {rp['per_s']:.0f} "
             f"({rp['vs_healthz']:.2f}) | {rp['p50_ms']:.1f} / {rp['p99_ms']:.1f} | "
-            f"{r['rollout_3_waves_s']:.1f} s ({r['state']}) | {r['each_version_applied_once']} |"
+            f"{r['rollout_3_waves_s']:.1f} s ({min(ro):.1f}-{max(ro):.1f}, {r['state']}) | "
+            f"{r['deploy_all_s']:.1f} s | {r['each_version_applied_once']} | "
+            f"{r['load_before']:.1f}-{r['load_after']:.1f} |"
         )
     table = "\n".join(lines)
     (RESULTS / "fleet.md").write_text(table + "\n")

@@ -220,6 +220,12 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
             tasks.append(
                 asyncio.create_task(_flush_forever(plane, settings.heartbeat_flush_interval))
             )
+        if settings.token_cache_seconds > 0:
+            tasks.append(
+                asyncio.create_task(
+                    _refresh_tokens_forever(plane, settings.token_cache_seconds / 2)
+                )
+            )
         try:
             yield
         finally:
@@ -589,6 +595,15 @@ async def _flush_forever(plane: ControlPlane, interval: float) -> None:
             await anyio.to_thread.run_sync(plane.service.flush_heartbeats)
         except Exception:
             log.exception("could not write heartbeats; retrying in %ss", interval)
+
+
+async def _refresh_tokens_forever(plane: ControlPlane, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(plane.auth.refresh)
+        except Exception:  # entries then expire as usual and are looked up one by one
+            log.exception("could not re-check cached tokens; retrying in %ss", interval)
 
 
 def serve_control_plane(

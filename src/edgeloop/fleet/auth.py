@@ -105,6 +105,41 @@ class Authenticator:
                 self._cache[digest] = (now + self.cache_seconds, principal, row.expires_at)
         return principal
 
+    def refresh(self) -> int:
+        """Re-check every cached token against the database in a few queries and extend the
+        entries still valid; drops revoked, expired and deleted ones. Returns how many stay.
+
+        Run every `cache_seconds / 2`, it keeps the tokens in use out of the request path's
+        database lookups while a revocation through another replica still takes effect within
+        `cache_seconds`.
+        """
+        with self._lock:
+            digests = list(self._cache)
+        now = self.clock()
+        valid: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(digests), 500):
+                rows = conn.execute(
+                    sa.select(
+                        db.tokens.c.hash, db.tokens.c.revoked_at, db.tokens.c.expires_at
+                    ).where(db.tokens.c.hash.in_(digests[i : i + 500]))
+                )
+                valid.update(
+                    r.hash
+                    for r in rows
+                    if r.revoked_at is None and (r.expires_at is None or r.expires_at > now)
+                )
+        with self._lock:
+            for digest in digests:
+                hit = self._cache.get(digest)
+                if hit is None:  # forgotten meanwhile (revoked through this process)
+                    continue
+                if digest in valid:
+                    self._cache[digest] = (now + self.cache_seconds, hit[1], hit[2])
+                else:
+                    del self._cache[digest]
+        return len(valid)
+
     def forget(self, token_id: str | None = None) -> None:
         """Drop cached principals (of one token, or all) after a revocation."""
         with self._lock:
