@@ -105,3 +105,15 @@ def test_lazy_table_loads_only_what_is_looked_up() -> None:
     assert table["b"] == "command b"
     assert table.get("missing") is None
     assert loaded == ["b"]
+
+
+def test_a_bad_setting_in_the_environment_is_one_clear_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "from edgeloop.cli.main import run; run()", "store", "ls", "."],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGELOOP_NO_PROGRESS": "maybe"},
+    )
+    assert out.returncode == 2
+    assert "EDGELOOP_NO_PROGRESS='maybe'" in out.stderr
+    assert "Traceback" not in out.stderr

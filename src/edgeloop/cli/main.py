@@ -8,6 +8,7 @@ import typer
 
 from edgeloop import __version__
 from edgeloop.cli.lazy import LazyCommand, lazy_group
+from edgeloop.errors import ConfigError
 from edgeloop.settings import get_settings
 
 # Each noun's module is imported only when that noun runs (so `edgeloop replicate` does not
@@ -105,7 +106,12 @@ def main(
     ),
 ) -> None:
     """edgeloop: the MLOps continuum from edge to cloud."""
-    configure_logging(get_settings().log_level)
+    try:
+        settings = get_settings()
+    except ConfigError as exc:  # a bad EDGELOOP_* variable: say which, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level)
 
 
 # One INFO line per HTTP request: an agent polling its control plane fills its log with them.
