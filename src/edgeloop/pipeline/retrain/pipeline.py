@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "alpha": 0.0001,  # sgd_classifier: regularization strength
     "max_iter": 500,
     "drift_lookback": "7d",  # a drift-triggered run reads captures and labels this far back
+    "pending_max_age": "7d",  # how long a capture waits for its label (and a label for its capture)
     "promote": False,  # a version that passes the gate also becomes `champion` (moves the fleet)
 }
 
@@ -109,14 +110,14 @@ def _by_key(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @step(cache=False, retries=2)  # reads the store (retried: it may be briefly unreachable)
 def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Join the window's capture and label batches by request id with the previous snapshot
-    (a drift window brings the model's recent batches, see `window_batches`)."""
+    """Join new capture and label batches by request id with the previous snapshot: captures
+    still waiting for their label (and labels for their capture) stay in the snapshot as
+    pending rows, up to `pending_max_age` (a drift window brings the model's recent batches,
+    see `window_batches`)."""
+    from edgeloop.monitor.window import parse_duration
+
     cfg = settings(config)
     captures, labels = window_batches(window, cfg, ctx)
-    new = data.join(
-        [data.from_parquet(_read(ctx, m["key"])) for m in captures],
-        [data.from_parquet(_read(ctx, m["key"])) for m in labels],
-    )
     pointer = f"datasets/{cfg['model']}/latest"
     previous = None
     try:
@@ -124,15 +125,24 @@ def prepare(window: dict[str, Any], config: dict[str, Any], ctx: StepContext) ->
         previous = data.from_parquet(_read(ctx, previous_key))
     except KeyError:  # ObjectNotFound is a KeyError: the first snapshot
         previous_key = None
-    snapshot = data.union(previous, new)
+    merged = data.merge(
+        previous,
+        [data.from_parquet(_read(ctx, m["key"])) for m in captures],
+        [data.from_parquet(_read(ctx, m["key"])) for m in labels],
+        now=datetime.now(UTC),
+        max_age=parse_duration(str(cfg["pending_max_age"])),
+    )
     key = f"datasets/{cfg['model']}/{ctx.run_id}.parquet"
-    info = ctx.store.put(key, data.to_parquet(snapshot))
+    info = ctx.store.put(key, data.to_parquet(merged.snapshot))
     ctx.store.put(pointer, key.encode())
+    pending = merged.pending
     return {
         "snapshot": Artifact(key, info.sha256, info.size),
-        "rows": snapshot.num_rows,
-        "new_rows": new.num_rows,
-        "new_ids": new["request_id"].to_pylist(),
+        "rows": merged.snapshot.num_rows - sum(pending.values()),
+        "new_rows": len(merged.new_ids),
+        "new_ids": merged.new_ids,
+        "pending": pending,
+        "expired": merged.expired,
         "previous": previous_key,
         "captures": [
             {"key": m["key"], "sha256": m.get("sha256"), "site": m.get("site")} for m in captures
@@ -148,7 +158,7 @@ def validate(prepare: dict[str, Any], config: dict[str, Any], ctx: StepContext) 
     """Quarantine bad rows (schema, NaN/Inf, unknown labels), cap any one site's share, and
     refuse a label distribution a classifier cannot learn from (one label, or one dominating)."""
     cfg = settings(config)
-    table = data.from_parquet(ctx.read_artifact(prepare["snapshot"]))
+    table = data.training_rows(data.from_parquet(ctx.read_artifact(prepare["snapshot"])))
     clean, reasons = data.quarantine(table, int(cfg["n_features"]), cfg["labels"])
     capped, dropped = data.cap_site_share(clean, float(cfg["max_site_share"]))
     if capped.num_rows < int(cfg["min_rows"]):
@@ -394,6 +404,8 @@ def register(
             "gate": gate,
             "quarantined": validate["quarantined"],
             "capped": validate["capped"],
+            "pending": prepare.get("pending", {}),
+            "expired": prepare.get("expired", {}),
         }
     from edgeloop import __version__
     from edgeloop.registry.lineage import DatasetRef, Lineage, ObjectRef
@@ -445,6 +457,8 @@ def register(
         "profile": save_reference_profile(ctx, train, validate, cfg, info.version),
         "quarantined": validate["quarantined"],
         "capped": validate["capped"],
+        "pending": prepare.get("pending", {}),
+        "expired": prepare.get("expired", {}),
         "gate": gate,
     }
 
