@@ -46,6 +46,14 @@ def core(
         "--port",
         help="Port of the control plane. Default: the core site's control_port, else 8700.",
     ),
+    tick_interval: float = typer.Option(
+        None,
+        "--tick-interval",
+        min=0.01,
+        help="Seconds between the control plane's rollout gate evaluations (a wave moves on, "
+        "an alias move starts a rollout, at most this late). Default: the core site's "
+        "tick_interval, else 1.",
+    ),
 ) -> None:
     """Run the core: watch the core journal for trigger events, run pipelines, register models,
     and judge drift and live quality of the captured data on the `monitoring:` schedule.
@@ -81,7 +89,7 @@ def core(
         plane = None
         try:
             if control:
-                plane = _start_control_plane(ws, pipelines.site, host, port)
+                plane = _start_control_plane(ws, pipelines.site, host, port, tick_interval)
             watcher = monitor_in_thread(ws, pipelines.site, stop) if monitor else None
             worker.serve(stop, interval)
         finally:
@@ -94,11 +102,13 @@ def core(
 
 
 def _start_control_plane(
-    ws: Workspace, site: str, host: str, port: int | None
+    ws: Workspace, site: str, host: str, port: int | None, tick_interval: float | None
 ) -> ControlPlaneThread:
     from edgeloop.fleet.embedded import control_plane_for_workspace
 
     plane = control_plane_for_workspace(ws, site, host=host, port=port)
+    if tick_interval is not None:
+        plane.settings.tick_interval = tick_interval
     built = plane.start()
     token = built.settings.admin_token_path
     state = "minted at this first start" if built.minted_admin else "from an earlier start"

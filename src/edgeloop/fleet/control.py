@@ -62,6 +62,7 @@ class ControlSettings:
             cores = workspace.sites(Tier.CORE) or workspace.sites(Tier.CLOUD)
             core_site = cores[0].name if cores else workspace.sites()[0].name
         journal = workspace.journal(core_site)
+        tick = workspace.site(core_site).tick_interval
         return cls(
             state_dir=workspace.state_dir(core_site) / "fleet",
             project=workspace.config.project,
@@ -76,6 +77,7 @@ class ControlSettings:
             signing_key=_workspace_signing_key(workspace),
             resolve_alias=registry_alias_resolver(workspace),
             workspace=workspace,
+            tick_interval=cls.tick_interval if tick is None else tick,
         )
 
     @property

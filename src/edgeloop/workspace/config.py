@@ -36,6 +36,13 @@ class SiteConfig(_Strict):
     control_port: int | None = Field(
         default=None, ge=1, le=65535, description="core: port of the fleet control plane (8700)"
     )
+    tick_interval: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="core: seconds between the control plane's rollout gate evaluations and "
+        "registry alias checks (1)",
+    )
     journal: str | None = Field(
         default=None,
         description="event journal: a SQLite path (relative to the workspace) or "
