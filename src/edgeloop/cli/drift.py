@@ -160,6 +160,9 @@ def report_cmd(
                 print_json({**report.to_dict(), "keys": outcome.keys, "emitted": outcome.emitted})
                 continue
             console.print(_summary(report))
+            own = report.reference_site
+            reference = "every site's training rows" if own is None else f"{own}'s training rows"
+            console.print(f"  reference: version {report.version}, {reference}", highlight=False)
             for note in report.notes:
                 console.print(f"  note: {note}", highlight=False)
             if outcome.keys:
@@ -188,6 +191,12 @@ def profile_cmd(
         help="Name the features as the served model's input tensor sees them: NAME[0], "
         "NAME[1], ... in column order (matches captures of one [1, n] input tensor).",
     ),
+    site: str = typer.Option(
+        None,
+        "--site",
+        help="The data is this site's only: its windows are judged against this profile "
+        "(other sites' against the version's profile without --site).",
+    ),
     core: str = CoreOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -211,11 +220,11 @@ def profile_cmd(
             features = features.rename_columns(
                 [f"{tensor}[{i}]" for i in range(features.num_columns)]
             )
-        profile = build_profile(model, version, features, predictions)
+        profile = build_profile(model, version, features, predictions, site=site)
         key = save_profile(store, profile)
         console.print(
-            f"profile of {model}@{version}: {profile.rows} rows, {len(profile.features)} "
-            f"features -> {key}",
+            f"profile of {model}@{version}{f' at {site}' if site else ''}: {profile.rows} rows, "
+            f"{len(profile.features)} features -> {key}",
             highlight=False,
         )
 

@@ -118,6 +118,8 @@ class DriftReport:
     prediction: FeatureDrift | None = None
     multivariate: MultivariateDrift | None = None
     notes: list[str] = field(default_factory=list)
+    reference_site: str | None = None
+    """The site whose training rows the reference describes (None: every site's)."""
 
     @property
     def drifted(self) -> list[str]:
@@ -407,6 +409,7 @@ def evaluate_drift(
             significance=settings.significance,
             test_significance=extra.pop("test_significance", settings.significance),
             features=extra.pop("features", []),
+            reference_site=profile.site,
             **extra,
         )
 

@@ -19,7 +19,7 @@ from edgeloop.model.events import Event, EventType, utcnow
 from edgeloop.monitor.captures import WindowData, discover_sites, read_window
 from edgeloop.monitor.drift import DriftReport, DriftSettings, evaluate_drift
 from edgeloop.monitor.profile import ReferenceProfile
-from edgeloop.monitor.profiles import load_profile, profile_versions
+from edgeloop.monitor.profiles import load_reference, profile_versions
 from edgeloop.monitor.report import write_report
 from edgeloop.monitor.window import as_utc, last_complete_window, parse_duration
 from edgeloop.store import ObjectStore
@@ -137,11 +137,13 @@ class DriftJob:
         write: bool = True,
         emit: bool = True,
     ) -> DriftOutcome:
-        """Judge one site over [start, end), write the report and emit an event on drift."""
+        """Judge one site over [start, end) against the site's own reference profile of the
+        chosen version (every site's profile when the site has none), write the report and
+        emit an event on drift."""
         data = read_window(self.store, model, site, start, end)
         if profile is None:
             chosen = version or _choose_version(self.store, model, data)
-            profile = load_profile(self.store, model, chosen)
+            profile = load_reference(self.store, model, chosen, site)
         elif version is not None and profile.version != version:
             raise ProfileNotFound(f"profile is of version {profile.version}, not {version}")
         report = evaluate_drift(

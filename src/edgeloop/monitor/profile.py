@@ -97,7 +97,8 @@ class ReferenceSample:
 
 @dataclass(frozen=True)
 class ReferenceProfile:
-    """Everything the drift job compares a window against, for one model version."""
+    """Everything the drift job compares a window against, for one model version: of its
+    training rows from every site, or (`site` set) of one site's rows only."""
 
     model: str
     version: str
@@ -105,12 +106,14 @@ class ReferenceProfile:
     features: dict[str, FeatureProfile]
     prediction: FeatureProfile | None = None
     sample: ReferenceSample | None = None
+    site: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": PROFILE_FORMAT,
             "model": self.model,
             "version": self.version,
+            "site": self.site,
             "rows": self.rows,
             "features": {name: _feature_dict(f) for name, f in self.features.items()},
             "prediction": _feature_dict(self.prediction) if self.prediction else None,
@@ -131,9 +134,11 @@ class ReferenceProfile:
         try:
             sample = raw.get("sample")
             prediction = raw.get("prediction")
+            site = raw.get("site")
             return cls(
                 model=str(raw["model"]),
                 version=str(raw["version"]),
+                site=None if site is None else str(site),
                 rows=int(raw["rows"]),
                 features={k: _feature_from(v) for k, v in raw["features"].items()},
                 prediction=_feature_from(prediction) if prediction else None,
@@ -322,8 +327,10 @@ def build_profile(
     max_categories: int = DEFAULT_MAX_CATEGORIES,
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     seed: int = 0,
+    site: str | None = None,
 ) -> ReferenceProfile:
-    """Profile a version's training features (and its predictions on them) for drift checks."""
+    """Profile a version's training features (and its predictions on them) for drift checks;
+    with `site`, the profile describes that site's rows only."""
     columns = columns_of(features)
     if not columns:
         raise MonitoringError("a reference profile needs at least one feature column")
@@ -348,4 +355,5 @@ def build_profile(
         features=profiles,
         prediction=prediction,
         sample=build_sample(columns, numeric, rows=sample_rows, seed=seed),
+        site=site,
     )

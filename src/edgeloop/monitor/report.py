@@ -153,13 +153,19 @@ def render_html(report: DriftReport) -> str:
         sections.append(_feature_section(report.prediction))
     drifted = ", ".join(report.drifted) or "nothing"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
+    reference = (
+        "every site's training rows"
+        if report.reference_site is None
+        else f"{report.reference_site}'s own training rows"
+    )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         f"<p>version {html.escape(report.version)} &middot; window "
         f"{report.window_start.isoformat()} to {report.window_end.isoformat()} &middot; "
-        f"{report.rows} rows &middot; status <b>{report.status}</b></p>"
+        f"{report.rows} rows &middot; status <b>{report.status}</b> &middot; reference: "
+        f"{html.escape(reference)}</p>"
         f"<p>drifted: <b>{html.escape(drifted)}</b> (significance {report.significance:g} per "
         f"report, {_fmt(report.test_significance)} per test)</p><ul>{notes}</ul>"
         f'<p class="legend"><span style="background:{_REF}"></span>reference'

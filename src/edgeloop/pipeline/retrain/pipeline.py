@@ -12,10 +12,11 @@ import tempfile
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from edgeloop.errors import ModelNotFound, PipelineError
 from edgeloop.pipeline.dsl import Artifact, Step, StepContext, step
@@ -29,6 +30,11 @@ from edgeloop.pipeline.retrain.fitting import (
     load_estimator,
     make_estimator,
 )
+
+if TYPE_CHECKING:
+    from edgeloop.model.manifest import ModelManifest
+    from edgeloop.monitor.columns import Kind
+    from edgeloop.workspace.config import MonitoringConfig
 
 DEFAULTS: dict[str, Any] = {
     "model": None,  # required: the registered model's name
@@ -434,7 +440,8 @@ def register(
         estimator=_artifact_ref(train.get("estimator")),
         fit=train.get("fit"),
     )
-    registry = open_registry(Workspace.load(Path(workspace)))
+    ws = Workspace.load(Path(workspace))
+    registry = open_registry(ws)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "package"
@@ -454,7 +461,7 @@ def register(
         "registered": True,
         "model": info.name,
         "version": info.version,
-        "profile": save_reference_profile(ctx, train, validate, cfg, info.version),
+        **save_reference_profiles(ctx, train, validate, cfg, info.version, ws.config.monitoring),
         "quarantined": validate["quarantined"],
         "capped": validate["capped"],
         "pending": prepare.get("pending", {}),
@@ -463,32 +470,86 @@ def register(
     }
 
 
-def save_reference_profile(
+def save_reference_profiles(
     ctx: StepContext,
     train: dict[str, Any],
     validate: dict[str, Any],
     cfg: dict[str, Any],
     version: int,
-) -> str:
-    """Profile the rows `version` was trained on and its predictions on them, named as the
-    drift job sees served inputs; stored at the core as the version's drift reference."""
+    monitoring: MonitoringConfig,
+) -> dict[str, Any]:
+    """Profile the rows `version` was trained on and its outputs on them, named as the drift
+    job sees served inputs, as the version's drift reference at the core: one profile of every
+    site's rows, and one per site of that site's newest rows that look alike (see
+    `edgeloop.monitor.site_reference`), for sites with at least `monitoring.min_rows` rows."""
     from edgeloop.model.manifest import MANIFEST_NAME, ModelManifest
+    from edgeloop.monitor.job import settings_for
     from edgeloop.monitor.profile import build_profile, tensor_columns
     from edgeloop.monitor.profiles import save_profile
+    from edgeloop.monitor.site_reference import alike_tail
 
     manifest = ModelManifest.model_validate_json(ctx.read_artifact(train["package"][MANIFEST_NAME]))
-    x, _y, _sites, rids = _arrays(data.from_parquet(ctx.read_artifact(validate["dataset"])))
-    trained = x[_train_mask(rids, cfg)]
-    model_bytes = ctx.read_artifact(train["package"][manifest.model_file])
-    # The retraining pipeline fits classifiers: the predicted labels are categories.
-    profile = build_profile(
-        str(cfg["model"]),
-        str(version),
-        tensor_columns(manifest.inputs[0].name, trained),
-        _onnx_predict(model_bytes, trained).astype(str),
-        kinds={"prediction": "categorical"},
+    table = data.from_parquet(ctx.read_artifact(validate["dataset"]))
+    trained = table.filter(pa.array(_train_mask(table["request_id"].to_pylist(), cfg)))
+    trained = trained.take(_oldest_first(trained))
+    x, _y, sites, _rids = _arrays(trained)
+    outputs, kind = _first_output(
+        ctx.read_artifact(train["package"][manifest.model_file]), manifest, x
     )
-    return save_profile(ctx.store, profile)
+    tensor = manifest.inputs[0].name
+
+    def profile(rows: np.ndarray, site: str | None) -> str:
+        return save_profile(
+            ctx.store,
+            build_profile(
+                str(cfg["model"]),
+                str(version),
+                tensor_columns(tensor, x[rows]),
+                outputs[rows],
+                kinds={"prediction": kind},
+                site=site,
+            ),
+        )
+
+    keys: dict[str, Any] = {"profile": profile(np.arange(len(x)), None), "site_profiles": {}}
+    settings = settings_for(monitoring, str(cfg["model"]))
+    for site in sorted({s for s in sites if s is not None}):
+        rows = np.flatnonzero(np.asarray(sites, dtype=object) == site)  # oldest first
+        if len(rows) < settings.min_rows:
+            continue  # too few to describe the site: its windows are judged on every site's
+        keep = alike_tail(
+            tensor_columns(tensor, x[rows]), block=settings.min_rows, settings=settings
+        )
+        keys["site_profiles"][site] = profile(rows[len(rows) - keep :], site)
+    return keys
+
+
+def _oldest_first(table: pa.Table) -> np.ndarray:
+    """Row order by capture time (rows without one first, in snapshot order)."""
+    if "time" not in table.column_names:
+        return np.arange(table.num_rows)
+    micros = pc.fill_null(pc.cast(table["time"], pa.int64()), np.iinfo(np.int64).min)
+    return np.argsort(np.asarray(micros), kind="stable")
+
+
+def _first_output(
+    model_bytes: bytes, manifest: ModelManifest, x: np.ndarray
+) -> tuple[np.ndarray, Kind]:
+    """The model's first output on `x`, one value per row, as the drift job reads served
+    outputs (the first value of the first tensor), and its kind: real numbers (a regressor's
+    predictions) are numeric; labels (integers, text, booleans) are categorical."""
+    import onnxruntime as ort
+
+    from edgeloop.model.manifest import Datatype
+
+    spec = manifest.outputs[0]
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    values = np.asarray(session.run([spec.name], {name: x})[0])
+    values = values.reshape(len(x), -1)[:, 0] if len(x) else values.reshape(0)
+    if spec.datatype in (Datatype.FP16, Datatype.FP32, Datatype.FP64):
+        return values.astype(np.float64), "numeric"
+    return values.astype(str), "categorical"
 
 
 STEPS: list[Step] = [prepare, validate, start_from, train, evaluate, gate, register]
