@@ -76,7 +76,9 @@ class CaptureConfig:
     max_spool_bytes: int = 1024**3
     full_policy: FullPolicy = FullPolicy.DROP_NEW
     sync_every: int = 512
-    flush_interval: float = 0.02
+    # Seconds between spool syncs when the queue runs dry. 20 ms cost 30-60 µs of CPU per
+    # request at 100% sampling (thread wake-ups and fsyncs); 100 ms, 5-20 µs.
+    flush_interval: float = 0.1
     batch_records: int = 10_000
     batch_seconds: float = 60.0
     retry_seconds: float = 5.0
