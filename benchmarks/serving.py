@@ -247,6 +247,56 @@ def in_process_costs(repo: Path, body: Path, iterations: int = 3000) -> dict[str
     }
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children (granian/uvicorn workers), in seconds."""
+    total = 0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    for p in [pid, *(int(x) for x in children.stdout.split())]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(start: Any, body: Path, requests: int = 4000) -> float:
+    """Server CPU µs per single request from a sequential keep-alive client. Other jobs on
+    the machine stretch wall time but barely change CPU time, so this ratio is the steadiest
+    estimate of the pinned server's peak throughput ratio."""
+    server = start()
+    try:
+        url, raw = infer_url(server), body.read_bytes()
+        headers = {"content-type": "application/json"}
+        with httpx.Client() as client:
+            for _ in range(300):
+                client.post(url, content=raw, headers=headers)
+            before = server_cpu_seconds(server.process.pid)
+            for _ in range(requests):
+                if client.post(url, content=raw, headers=headers).status_code != 200:
+                    raise RuntimeError("a request failed during the CPU measurement")
+            after = server_cpu_seconds(server.process.pid)
+    finally:
+        server.stop()
+    return (after - before) / requests * 1e6
+
+
+def cpu_ratios(start_a: Any, start_b: Any, body: Path, rounds: int) -> dict[str, Any]:
+    """Alternating CPU-per-request rounds of two servers; ratio = a / b (b's throughput share)."""
+    a_us, b_us = [], []
+    for _ in range(rounds):
+        a_us.append(cpu_per_request(start_a, body))
+        b_us.append(cpu_per_request(start_b, body))
+    ratios = [a / b for a, b in zip(a_us, b_us, strict=True)]
+    return {
+        "a_us": a_us,
+        "b_us": b_us,
+        "a_us_median": statistics.median(a_us),
+        "b_us_median": statistics.median(b_us),
+        "ratio_median": statistics.median(ratios),
+    }
+
+
 def swap_run(work: Path, repo: Path, server_kind: str, body: Path, seconds: float,
              swaps: int) -> dict[str, Any]:  # fmt: skip
     """Steady 500 req/s without swaps, then with `swaps` hot swaps spread over the run."""
@@ -363,6 +413,17 @@ def run(work: Path, rounds: int, seconds: float, swaps: int) -> dict[str, Any]:
     )  # fmt: skip
     print(f"{swaps} hot swaps during steady 500 req/s", flush=True)
     results["hot_swap"] = swap_run(work, repo, kind, one, max(seconds * 3, 15), swaps)
+    print("server CPU per request (reference vs edgeloop; capture off vs on)", flush=True)
+    results["cpu_single_row"] = cpu_ratios(
+        lambda: reference(work, model, kind), lambda: edgeloop(work, repo, kind), one, rounds
+    )
+    results["cpu_capture"] = cpu_ratios(
+        lambda: edgeloop(work, repo, kind),
+        lambda: edgeloop(work, repo, kind, "--capture-to",
+                         str(Path(tempfile.mkdtemp(dir=work)) / "store"),
+                         "--capture-sample", "1.0"),
+        one, rounds,
+    )  # fmt: skip
     print("in-process cost per request", flush=True)
     results["in_process"] = in_process_costs(repo, one)
     results["targets"] = {
@@ -399,6 +460,13 @@ def markdown(r: dict[str, Any]) -> str:
         f"{h['swapping']['p99_us'] / 1000:.2f} (swapping) | {h['p99_ratio']:.2f} |",
         f"| hot swap: non-2xx and socket errors | {h['steady']['errors']} | "
         f"{h['swapping']['errors']} | |",
+        f"| server CPU µs/request, single row (ratio: reference/edgeloop) | "
+        f"{r['cpu_single_row']['a_us_median']:.0f} | {r['cpu_single_row']['b_us_median']:.0f} | "
+        f"{r['cpu_single_row']['ratio_median']:.2f} |",
+        f"| server CPU µs/request, capture off / 100% (ratio: off/on) | "
+        f"{r['cpu_capture']['a_us_median']:.0f} (off) | "
+        f"{r['cpu_capture']['b_us_median']:.0f} (on) | "
+        f"{r['cpu_capture']['ratio_median']:.2f} |",
         f"| in-process µs/request (model call alone: {ip['model_call_us']:.0f}) | "
         f"{ip['reference_us']:.0f} | {ip['edgeloop_app_us']:.0f} | "
         f"{ip['edgeloop_app_us'] / ip['reference_us']:.2f} |",
