@@ -10,6 +10,7 @@ that look alike. Pure: arrays in, a row count out.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -27,10 +28,13 @@ def alike_tail(
     """How many of the newest rows (`columns` ordered oldest first) look alike.
 
     Starts from the newest `block` rows (all, when fewer) and takes the next older rows, as
-    many as taken so far, while the drift test under `settings` does not tell them apart;
-    an older stretch that it does is halved, down to `block` rows, so the count stops within
-    about `block` rows of a change.
+    many as taken so far, while the univariate drift tests under `settings` do not tell them
+    apart; an older stretch that they do is halved, down to `block` rows, so the count stops
+    within about `block` rows of a change.
     """
+    # The multivariate test costs eight times the others here and runs once per step; a
+    # change it alone would see is left to the drift job's own checks.
+    settings = replace(settings, multivariate=False)
     rows = len(next(iter(columns.values()))) if columns else 0
     block = max(block, 1)
     taken = min(block, rows)
