@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,6 +105,7 @@ def test_down_stops_what_a_killed_up_left_running(workspace_dir: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    pids: list[int] = []
     try:
         wait_for(
             lambda: (
@@ -127,3 +129,7 @@ def test_down_stops_what_a_killed_up_left_running(workspace_dir: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
+        for pid in pids:  # a failed assertion above must not leave orphans running
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)  # components run in sessions of their own
