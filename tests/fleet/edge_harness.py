@@ -129,6 +129,7 @@ class World:
             interval=0.2,
             heartbeat_interval=0.2,
             bounds=HealthBounds(probation_seconds=3.0, min_requests=5, max_error_rate=0.2),
+            incomplete_package_grace=1.0,
         )  # fmt: skip
         for name, value in overrides.items():
             setattr(config, name, value)

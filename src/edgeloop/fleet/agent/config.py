@@ -43,6 +43,9 @@ class AgentConfig:
     events: EventSink | None = None
     """The site's journal, for `site.alert` and `agent.*` events (optional)."""
     server_start_timeout: float = 60.0
+    incomplete_package_grace: float = 60.0
+    """Seconds a package still arriving by replication (signature or signed files missing)
+    is waited for before it is verified as it is and, incomplete, rejected."""
 
     @property
     def resolved_token_file(self) -> Path:

@@ -62,7 +62,12 @@ class Agent:
             if config.control_url
             else None
         )
-        self.packages = LocalPackages(config.store, config.public_key, config.resolved_repository)
+        self.packages = LocalPackages(
+            config.store,
+            config.public_key,
+            config.resolved_repository,
+            incomplete_grace=config.incomplete_package_grace,
+        )
         self.process: ServerProcess | None = None
         if config.serve_args is not None:
             args = [

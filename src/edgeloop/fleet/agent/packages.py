@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeloop.errors import PackageVerificationFailed
+from edgeloop.model.manifest import SIGNATURE_NAME
 from edgeloop.registry.registry import download_package, package_prefix
-from edgeloop.registry.signing import verify_package
+from edgeloop.registry.signing import signed_files, verify_package
 from edgeloop.serving.repository import version_path
 from edgeloop.store.base import ObjectStore
 
@@ -20,10 +23,21 @@ class PackageMissing(PackageVerificationFailed):
 class LocalPackages:
     """Packages of one site: its store, the trusted public key, and the server's repository."""
 
-    def __init__(self, store: ObjectStore, public_key: str, repository: Path) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        public_key: str,
+        repository: Path,
+        *,
+        incomplete_grace: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.public_key = public_key
         self.repository = repository
+        self.incomplete_grace = incomplete_grace
+        self.clock = clock
+        self._incomplete_since: dict[str, float] = {}
 
     def path(self, model: str, version: str) -> Path:
         return version_path(self.repository, model, _number(model, version))
@@ -51,6 +65,7 @@ class LocalPackages:
                     f"{prefix} is not in this site's store yet; it arrives by replication "
                     "from the core (`edgeloop replicate`)"
                 )
+            self._wait_until_complete(prefix)
             verified = download_package(
                 self.store, prefix, dest, self.public_key, installed_version=floor
             )
@@ -62,6 +77,31 @@ class LocalPackages:
                 f"{manifest.name}:{manifest.version}, not {model}:{version}; rejected"
             )
         return dest
+
+    def _wait_until_complete(self, prefix: str) -> None:
+        """Raise PackageMissing while the package is still arriving: objects appear whole but
+        not in order, so a signature that names files not here yet (or no signature yet) means
+        replication is under way. Past `incomplete_grace` seconds it is verified as it is, and
+        an incomplete package is rejected like any other bad one."""
+        keys = {info.key.removeprefix(prefix) for info in self.store.list(prefix)}
+        missing: set[str] | None = None
+        if SIGNATURE_NAME in keys:
+            try:
+                with self.store.get(prefix + SIGNATURE_NAME) as reader:
+                    signature = b"".join(reader)
+                missing = set(signed_files(signature)) - keys
+            except PackageVerificationFailed:
+                missing = set()  # unreadable: let verification say why
+        if missing == set():
+            self._incomplete_since.pop(prefix, None)
+            return
+        since = self._incomplete_since.setdefault(prefix, self.clock())
+        if self.clock() - since < self.incomplete_grace:
+            waiting = "its signature" if missing is None else ", ".join(sorted(missing))
+            raise PackageMissing(
+                f"{prefix} is still arriving by replication (waiting for {waiting})"
+            )
+        self._incomplete_since.pop(prefix, None)
 
     def remove(self, model: str, version: str) -> None:
         """Take a version out of the repository (a bad one, or one no longer kept)."""
