@@ -87,6 +87,7 @@ class Agent:
         self._last_heartbeat = 0.0
         self._counters: tuple[float, float, list[tuple[float, float]]] | None = None
         self._dirty = True  # heartbeat at once after a change
+        self._stop = threading.Event()  # run() swaps in its own, so waits here end on SIGTERM
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -113,10 +114,10 @@ class Agent:
         """Read the serving token (the owned server writes it at start) and wait until live."""
         path = self.config.resolved_serving_token_file
         deadline = time.monotonic() + self.config.server_start_timeout
-        while not path.exists() and time.monotonic() < deadline:
+        while not path.exists() and time.monotonic() < deadline and not self._stop.is_set():
             if self.process is not None and not self.process.alive():
                 break
-            time.sleep(0.05)
+            self._stop.wait(0.05)
         if not path.exists():
             self.message = f"no serving token at {path}; is the inference server running?"
             log.error("%s", self.message)
@@ -164,6 +165,7 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         """Reconcile until `stop` is set; long-polls the control plane between rounds."""
+        self._stop = stop
         self.start()
         try:
             while not stop.is_set():
