@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from edgeloop.errors import ConfigError
-from edgeloop.fleet.app import create_control_app
+from edgeloop.fleet.app import KEEP_ALIVE_SECONDS, create_control_app
 from edgeloop.fleet.control import ControlPlane, ControlSettings, build_control_plane
 from edgeloop.workspace.workspace import Workspace
 
@@ -46,6 +46,7 @@ class ControlPlaneThread:
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 timeout_graceful_shutdown=3,
             )
         )
