@@ -47,7 +47,7 @@ from edgeloop.workspace.config import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
-KEEP_ALIVE_SECONDS = 75.0
+KEEP_ALIVE_SECONDS = 75
 """How long the control plane keeps an idle connection open. Longer than any client keeps
 one in its pool (httpx 5 s, aiohttp 15 s): a server that closes first races a client
 reusing the connection, whose request (a heartbeat, a report) then fails with a
