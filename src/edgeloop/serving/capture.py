@@ -182,6 +182,7 @@ class CaptureWriter:
                 log.warning("capture record not serializable, dropped: %s", exc)
                 self.metrics.dropped.labels("unserializable").inc()
         size = sum(len(line) for line in lines)
+        count = len(lines)
         while self._spool_bytes + size > self.config.max_spool_bytes:
             if self.config.full_policy == FullPolicy.DROP_OLDEST:
                 dropped = self.spool.drop_oldest()
@@ -191,11 +192,18 @@ class CaptureWriter:
                     continue
             self.metrics.dropped.labels("spool_full").inc(len(lines))
             return
-        self.spool.append(lines)
+        # A segment holds at most batch_records lines: a burst drained at once still becomes
+        # batches of N records, as documented, and each full one is sealed (and synced) now.
+        while lines:
+            room = max(1, self.config.batch_records - self.spool.open_records)
+            part, lines = lines[:room], lines[room:]
+            self.spool.append(part)
+            if self.spool.open_records >= self.config.batch_records:
+                self._seal()
         self.spool.sync()
         self._spool_bytes += size
         self.metrics.spool_bytes.set(self._spool_bytes)
-        self.metrics.captured.inc(len(lines))
+        self.metrics.captured.inc(count)
 
     def _due(self) -> bool:
         if not self.spool.open_records:

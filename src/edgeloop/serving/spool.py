@@ -83,6 +83,7 @@ class Spool:
         self._path.rename(sealed)
         _fsync_dir(self.dir)
         self._file, self._path = None, None
+        self.open_records = 0
         return sealed
 
     def drop_oldest(self) -> int:
