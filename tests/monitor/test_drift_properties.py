@@ -105,3 +105,23 @@ def test_a_window_equal_to_the_reference_never_drifts(values: list[float], data:
     assert by_name["x"].statistics["ks"] == 0.0
     assert by_name["x"].statistics["psi"] < 1e-9
     assert by_name["c"].statistics["js"] < 1e-9
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("multivariate", [False, True])
+def test_values_near_the_float_limit_give_a_finite_report(multivariate: bool) -> None:
+    """Two values of 1e308 past the reference range overflow the tail sum to inf."""
+    huge = [1e308, 1e308]
+    window = {n: huge for n, f in PROFILE.features.items() if f.kind == "numeric"}
+    report = evaluate_drift(
+        PROFILE,
+        window,
+        None,
+        site="edge-a",
+        window_start=T0,
+        window_end=T0 + timedelta(hours=1),
+        settings=DriftSettings(min_rows=1, multivariate=multivariate),
+    )
+    floats = [v for v in _leaves(report.to_dict()) if isinstance(v, float)]
+    assert floats and all(np.isfinite(v) for v in floats)
+    assert report.status == "drift"

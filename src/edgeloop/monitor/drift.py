@@ -30,7 +30,9 @@ from edgeloop.monitor.profile import (
 from edgeloop.monitor.stats import (
     bin_counts,
     bin_counts_both,
+    capped,
     chi2_homogeneity,
+    finite_mean,
     js_divergence,
     ks_binned,
     mmd_test,
@@ -229,8 +231,8 @@ def _numeric_drift(
         "ks_pvalue": ks.pvalue,
         "wasserstein": distance,
         # A constant reference has no spread to scale by: any movement is then in raw units.
-        "wasserstein_std": distance / std if std > 0 else distance,
-        "mean": float(values.mean()),
+        "wasserstein_std": capped(distance / std) if std > 0 else distance,
+        "mean": finite_mean(values),
         "reference_mean": profile.mean if profile.mean is not None else float("nan"),
     }
     status, reasons = _judge(thresholds, ks.pvalue, alpha, stats)

@@ -19,6 +19,7 @@ from edgeloop.errors import EmptySampleError
 from edgeloop.monitor.stats.distribution import TestResult
 
 DEFAULT_SKETCH_BINS = 1000
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def finite(values: ArrayLike) -> NDArray[np.float64]:
@@ -194,11 +195,25 @@ def wasserstein(reference: ArrayLike, current: ArrayLike) -> float:
     return float(np.sum(np.abs(f_ref - f_cur) * np.diff(points)))
 
 
+def finite_mean(values: NDArray[np.float64]) -> float:
+    """Mean of finite values that cannot overflow: each value is scaled before the sum."""
+    return float(np.sum(values / values.size))
+
+
+def capped(value: float) -> float:
+    """`value` with overflow to infinity capped at the largest float, so JSON stays finite."""
+    return max(min(value, _FLOAT_MAX), -_FLOAT_MAX)
+
+
 def tail_excess(values: ArrayLike, edges: NDArray[np.float64]) -> tuple[float, float]:
     """Total distance of the finite `values` below edges[0] and above edges[-1]."""
     data = finite(values)
     low, high = data[data < edges[0]], data[data > edges[-1]]
-    return float(np.sum(edges[0] - low)), float(np.sum(high - edges[-1]))
+    # Values near the float limit overflow a plain sum; a distance that large is capped at
+    # the largest float so reports stay finite JSON (it drifts either way).
+    with np.errstate(over="ignore"):
+        below, above = float(np.sum(edges[0] - low)), float(np.sum(high - edges[-1]))
+    return capped(below), capped(above)
 
 
 def wasserstein_binned(
@@ -236,4 +251,4 @@ def wasserstein_binned(
     with np.errstate(divide="ignore", invalid="ignore"):
         crossing = (a**2 + b**2) / (2 * np.abs(a - b))
     inside = float(np.sum(np.where(same_sign, trapezoid, crossing) * width))
-    return inside + (below + above) / m
+    return capped(inside + below / m + above / m)
