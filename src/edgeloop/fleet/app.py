@@ -288,8 +288,9 @@ def create_control_app(settings: ControlSettings, *, plane: ControlPlane | None 
     async def _http(_r: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
+    # async: a liveness probe must not wait for a threadpool slot behind database calls.
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
