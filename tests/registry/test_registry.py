@@ -119,6 +119,26 @@ def test_aliases_resolve_and_move(
         registry.promote("demo", 1, "latest")
 
 
+def test_state_changes_are_announced_with_the_aliases_they_removed(
+    registry: Registry, package: Path, journal: SQLiteJournal
+) -> None:
+    registry.register(package, lineage=lineage("a"))
+    registry.promote("demo", 1)
+    registry.promote("demo", 1, "candidate")
+    registry.set_state("demo", 1, VersionState.ARCHIVED)
+    registry.set_state("demo", 1, VersionState.REGISTERED)
+    registry.set_state("demo", 1, VersionState.REVOKED)
+    with pytest.raises(VersionImmutable):
+        registry.set_state("demo", 1, VersionState.REGISTERED)  # refused: no event
+    changes = [e.event for e in journal.read(types=["model.state_changed"])]
+    assert [e.subject for e in changes] == ["models/demo/1/"] * 3
+    assert [(e.data["previous"], e.data["state"], e.data["aliases_removed"]) for e in changes] == [
+        ("registered", "archived", ["candidate", "champion"]),
+        ("archived", "registered", []),
+        ("registered", "revoked", []),
+    ]
+
+
 def test_unknown_model_and_version(registry: Registry, package: Path) -> None:
     with pytest.raises(ModelNotFound, match="no model 'nope'"):
         registry.get("nope")

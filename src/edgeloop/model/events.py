@@ -21,6 +21,7 @@ class EventType(StrEnum):
     RUN_FAILED = "run.failed"
     MODEL_REGISTERED = "model.registered"
     MODEL_PROMOTED = "model.promoted"
+    MODEL_STATE_CHANGED = "model.state_changed"
     ROLLOUT_STARTED = "rollout.started"
     ROLLOUT_WAVE = "rollout.wave"
     ROLLOUT_HALTED = "rollout.halted"

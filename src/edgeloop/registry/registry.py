@@ -468,19 +468,38 @@ class Registry:
         return self.get(name, version)
 
     def set_state(self, name: str, version: int, state: VersionState) -> VersionInfo:
-        """Archive, restore or revoke a version; nothing else about it ever changes."""
+        """Archive, restore or revoke a version; nothing else about it ever changes. Emits
+        `model.state_changed` with the aliases the change removed."""
+        removed: list[str] = []
         with Session(self.engine) as session, session.begin():
             row = _version_row(session, name, version)
-            if state not in TRANSITIONS[VersionState(row.state)]:
+            previous = row.state
+            if state not in TRANSITIONS[VersionState(previous)]:
                 raise VersionImmutable(
-                    f"{name}:{version} cannot go from {row.state} to {state.value}"
+                    f"{name}:{version} cannot go from {previous} to {state.value}"
                 )
             row.state = state.value
             if state is not VersionState.REGISTERED:
                 for alias in session.scalars(
                     select(AliasRow).where(AliasRow.model == name, AliasRow.version == version)
                 ):
+                    removed.append(alias.alias)
                     session.delete(alias)  # an alias never points at a version not to serve
+        if self.events is not None:
+            self.events.emit(
+                Event(
+                    type=EventType.MODEL_STATE_CHANGED.value,
+                    site=self.site,
+                    subject=package_prefix(name, version),
+                    data={
+                        "name": name,
+                        "version": version,
+                        "state": state.value,
+                        "previous": previous,
+                        "aliases_removed": sorted(removed),
+                    },
+                )
+            )
         return self.get(name, version)
 
     # -- fetch -----------------------------------------------------------------------------
