@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "holdout_fraction": 0.2,  # frozen holdout: chosen by request id, never trained on
     "min_improvement": 0.0,  # candidate accuracy must beat the champion's by this much
     "max_site_regression": 0.05,  # and may lose at most this much on any one site
+    # On the recent labelled rows (this run's new data in the holdout), the candidate may
+    # lose at most this much accuracy to the champion; None: not checked.
+    "max_recent_regression": None,
     "min_rows": 10,
     "estimator": "logistic_regression",  # or sgd_classifier; other kinds: replace `train`
     "fit": "refit",  # or warm_start: begin from the champion's fitted estimator
@@ -361,13 +364,17 @@ def evaluate(
 
 @step
 def gate(evaluate: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Pass the candidate only if it beats the champion by `min_improvement` on the holdout
-    and loses no more than `max_site_regression` on any site."""
+    """Pass the candidate only if it beats the champion by `min_improvement` on the holdout,
+    loses no more than `max_site_regression` on any site, and (when `max_recent_regression`
+    is set and there are `min_rows` recent rows) no more than that on the recent rows."""
     cfg = settings(config)
     cand = evaluate["candidate"]["holdout"]
+    cand_recent = evaluate["candidate"].get("recent", {"accuracy": 0.0, "rows": 0})
     champ = evaluate["champion"]
+    champ_recent = None
     reasons: list[str] = []
     if champ is not None:
+        champ_recent = champ.get("recent")
         champ = champ["holdout"]
         need = champ["accuracy"] + float(cfg["min_improvement"])
         if cand["accuracy"] < need:
@@ -382,11 +389,23 @@ def gate(evaluate: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
                     f"site {site}: accuracy {mine:.4f} regresses more than "
                     f"{cfg['max_site_regression']} from {acc:.4f}"
                 )
+        bound = cfg["max_recent_regression"]
+        if bound is not None and champ_recent and cand_recent["rows"] >= int(cfg["min_rows"]):
+            if champ_recent["accuracy"] - cand_recent["accuracy"] > float(bound):
+                reasons.append(
+                    f"recent data ({cand_recent['rows']} rows): accuracy "
+                    f"{cand_recent['accuracy']:.4f} regresses more than {bound} from "
+                    f"{champ_recent['accuracy']:.4f}"
+                )
     return {
         "passed": not reasons,
         "reasons": reasons,
         "candidate": cand["accuracy"],
         "champion": None if champ is None else champ["accuracy"],
+        "candidate_recent": cand_recent["accuracy"] if cand_recent["rows"] else None,
+        "champion_recent": (
+            champ_recent["accuracy"] if champ_recent and champ_recent["rows"] else None
+        ),
     }
 
 
