@@ -10,7 +10,7 @@ import pytest
 from edgeloop.errors import FleetError
 from edgeloop.fleet.signing import generate_key, public_pem, verify_envelope
 from edgeloop.model.desired import canonical_json
-from edgeloop.testing.fleet import Fleet, make_fleet
+from edgeloop.testing.fleet import Fleet, SimAgent, make_fleet
 
 
 def test_alias_needs_a_registry(sqlite_fleet: Fleet) -> None:
@@ -45,6 +45,39 @@ def test_alias_moves_start_one_rollout_each(tmp_path: Path) -> None:
         fleet.clock.advance(1)
         service.tick()
         assert [r["to_version"] for r in client.rollouts()] == ["3", "2"]
+    finally:
+        fleet.http.close()
+        fleet.plane.engine.dispose()
+        fleet.journal.close()
+
+
+def test_an_alias_moved_back_rolls_the_sites_back_to_the_older_version(tmp_path: Path) -> None:
+    aliases = {"champion": "1"}
+    fleet = make_fleet(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
+    fleet.plane.service.resolve_alias = lambda _model, alias: aliases.get(alias)
+    try:
+        client = fleet.client(fleet.admin)
+        agent = SimAgent(fleet, "edge-a")
+        client.deploy("vision", "m", None, "", alias="champion", waves="100")
+
+        def settle() -> None:
+            for _ in range(5):
+                fleet.plane.service.tick()
+                agent.step()
+                fleet.clock.advance(120)
+
+        settle()
+        aliases["champion"] = "2"
+        settle()
+        assert agent.installed == {"m": "2"}
+        aliases["champion"] = "1"  # a scientist moves champion back to the older version
+        settle()
+        assert agent.installed == {"m": "1"}
+        assert agent.applied == [("m", "1"), ("m", "2"), ("m", "1")]
+        assert [(r["to_version"], r["state"]) for r in client.rollouts()] == [
+            ("1", "completed"),
+            ("2", "completed"),
+        ]
     finally:
         fleet.http.close()
         fleet.plane.engine.dispose()

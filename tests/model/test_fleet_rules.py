@@ -160,6 +160,25 @@ def test_desired_state_follows_rollout_progress() -> None:
     assert desired_models("b", labels, deps, {"vision": back})[0].rollback is False
 
 
+@pytest.mark.parametrize("state", [RolloutState.RUNNING, RolloutState.COMPLETED])
+def test_a_rollout_to_an_older_version_is_marked_as_a_deliberate_downgrade(
+    state: RolloutState,
+) -> None:
+    # An alias moved back (champion 3 -> 2): sites the rollout reached may install the older
+    # version, also after it completed (an agent that was offline meanwhile).
+    running = state == RolloutState.RUNNING
+    version, wave = ("3", 0) if running else ("2", 1)
+    deps = [Deployment("vision", "detector", version, "")]
+    down = RolloutView("r", "vision", "3", "2", state, (("a",), ("b",)), wave)
+    reached = desired_models("a", {}, deps, {"vision": down})[0]
+    assert (reached.version, reached.rollback) == ("2", True)
+    assert reconcile([reached], {"detector": "3"})[0].kind == ActionKind.ROLLBACK
+    other = desired_models("b", {}, deps, {"vision": down})[0]
+    assert (other.version, other.rollback) == (version, not running)
+    up = RolloutView("r", "vision", "2", "3", state, (("a",), ("b",)), wave)
+    assert desired_models("a", {}, deps, {"vision": up})[0].rollback is False
+
+
 def test_reconcile_refuses_a_downgrade_unless_it_is_a_rollback() -> None:
     installed = {"detector": "10", "old": "1"}
     plain = reconcile([DesiredModel("detector", "9", "vision")], installed)

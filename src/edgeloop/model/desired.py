@@ -80,11 +80,19 @@ def desired_models(
             rollout_id = rollout.id
             if rollout.state == RolloutState.ROLLED_BACK:
                 version, rollback = rollout.from_version, True
-            elif rollout.state != RolloutState.COMPLETED:
-                version = rollout.to_version
+            else:
+                if rollout.state != RolloutState.COMPLETED:
+                    version = rollout.to_version
+                # A rollout to an older version is a deliberate downgrade (an alias moved back,
+                # or an operator chose it): the document says so, or agents would refuse it.
+                rollback = version == rollout.to_version and _downgrade(rollout)
         # Two deployments of one model on one site: the first by name wins, deterministically.
         out.setdefault(dep.model, DesiredModel(dep.model, version, dep.name, rollout_id, rollback))
     return [out[m] for m in sorted(out)]
+
+
+def _downgrade(rollout: RolloutView) -> bool:
+    return bool(rollout.from_version) and is_older(rollout.to_version, rollout.from_version)
 
 
 def desired_document(site: str, models: Sequence[DesiredModel]) -> dict[str, Any]:

@@ -390,13 +390,13 @@ def gate(evaluate: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
                     f"{cfg['max_site_regression']} from {acc:.4f}"
                 )
         bound = cfg["max_recent_regression"]
-        if bound is not None and champ_recent and cand_recent["rows"] >= int(cfg["min_rows"]):
-            if champ_recent["accuracy"] - cand_recent["accuracy"] > float(bound):
-                reasons.append(
-                    f"recent data ({cand_recent['rows']} rows): accuracy "
-                    f"{cand_recent['accuracy']:.4f} regresses more than {bound} from "
-                    f"{champ_recent['accuracy']:.4f}"
-                )
+        judged = bound is not None and champ_recent and cand_recent["rows"] >= int(cfg["min_rows"])
+        if judged and champ_recent["accuracy"] - cand_recent["accuracy"] > float(bound):
+            reasons.append(
+                f"recent data ({cand_recent['rows']} rows): accuracy "
+                f"{cand_recent['accuracy']:.4f} regresses more than {bound} from "
+                f"{champ_recent['accuracy']:.4f}"
+            )
     return {
         "passed": not reasons,
         "reasons": reasons,
