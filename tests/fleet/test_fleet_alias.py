@@ -67,15 +67,18 @@ def test_an_alias_moved_back_rolls_the_sites_back_to_the_older_version(tmp_path:
                 fleet.clock.advance(120)
 
         settle()
+        for version in ("2", "3"):
+            aliases["champion"] = version
+            settle()
+            assert agent.installed == {"m": version}
+        # A scientist moves champion back to version 2, whose rollout completed before.
         aliases["champion"] = "2"
         settle()
         assert agent.installed == {"m": "2"}
-        aliases["champion"] = "1"  # a scientist moves champion back to the older version
-        settle()
-        assert agent.installed == {"m": "1"}
-        assert agent.applied == [("m", "1"), ("m", "2"), ("m", "1")]
+        assert agent.applied == [("m", "1"), ("m", "2"), ("m", "3"), ("m", "2")]
         assert [(r["to_version"], r["state"]) for r in client.rollouts()] == [
-            ("1", "completed"),
+            ("2", "completed"),
+            ("3", "completed"),
             ("2", "completed"),
         ]
     finally:

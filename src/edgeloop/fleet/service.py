@@ -839,12 +839,14 @@ class FleetService:
             deps = conn.execute(
                 sa.select(db.deployments).where(db.deployments.c.alias.is_not(None))
             ).all()
+            # Versions not to start by themselves: rolled back, aborted, or under way. A
+            # completed one may come back (the alias moved on, then back to it).
             tried = {
                 (r.project, r.deployment, r.to_version)
                 for r in conn.execute(
                     sa.select(
                         db.rollouts.c.project, db.rollouts.c.deployment, db.rollouts.c.to_version
-                    )
+                    ).where(db.rollouts.c.state != RolloutState.COMPLETED.value)
                 )
             }
         notes = []
