@@ -828,7 +828,8 @@ class FleetService:
         return version
 
     def follow_aliases(self) -> list[str]:
-        """Start a rollout for each deployment whose alias moved to a version it never tried.
+        """Start a rollout for each deployment whose alias moved to a version not yet tried
+        there (a version whose rollout completed may come back).
 
         A version whose rollout was rolled back or aborted is not tried again by itself:
         promote another version, or start a rollout by hand.
