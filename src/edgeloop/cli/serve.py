@@ -73,7 +73,7 @@ def serve(
     state_dir: Path | None = typer.Option(
         None,
         "--state-dir",
-        help="Spool and token directory (default: the site's state dir in "
+        help="Spool, token and load-API pins directory (default: the site's state dir in "
         "a workspace, else ./.edgeloop-serve).",
     ),
     token_file: Path | None = typer.Option(

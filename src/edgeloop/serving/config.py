@@ -53,5 +53,10 @@ class ServeConfig(BaseModel):
         return self.token_file or self.state_dir / "serving-token"
 
     @property
+    def pins_file(self) -> Path:
+        """Where the load API's pins are shared between worker processes."""
+        return self.state_dir / "pins.json"
+
+    @property
     def spool_dir(self) -> Path:
         return self.state_dir / "spool"

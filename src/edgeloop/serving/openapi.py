@@ -223,6 +223,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "properties": {
                 "site": {"type": "string"},
                 "started": {"type": "number"},
+                "pid": {"type": "integer", "description": "the worker process that answered"},
                 "models": {"type": "object"},
                 "capture": {"type": "object", "nullable": True},
             },

@@ -9,6 +9,7 @@ from edgeloop.journal import JournalSink, open_journal
 from edgeloop.serving.app import ServingApp
 from edgeloop.serving.config import SERVE_CONFIG_ENV, ServeConfig
 from edgeloop.serving.package import Verifier
+from edgeloop.serving.pins import reset_pins
 from edgeloop.serving.repository import ensure_token
 from edgeloop.serving.server import ModelServer
 from edgeloop.store import ObjectStore, open_store
@@ -40,6 +41,7 @@ def app_from_env() -> ServingApp:
 def run(config: ServeConfig) -> None:
     """Serve until interrupted."""
     os.environ[SERVE_CONFIG_ENV] = config.model_dump_json()
+    reset_pins(config.pins_file)  # before the workers start: pins last one run
     target = "edgeloop.serving.runner:app_from_env"
     if config.server == "granian":
         from granian import Granian

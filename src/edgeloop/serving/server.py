@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from edgeloop.serving.capture import CaptureConfig, CaptureWriter
 from edgeloop.serving.config import ServeConfig
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.package import Verifier
+from edgeloop.serving.pins import Pins, read_pins, write_pin
 from edgeloop.serving.repository import scan_repository, version_path
 from edgeloop.serving.runtimes import RuntimeOptions
 from edgeloop.serving.slot import HotSwapSlot, ModelVersion, SwapOutcome, prepare_version
@@ -41,6 +43,7 @@ class ModelServer:
         self.verify = verify
         self.slots: dict[str, HotSwapSlot] = {}
         self.pinned: dict[str, int | None] = {}  # name -> version, or None: unloaded on purpose
+        self._applied_pins: Pins = {}  # the shared pins file as last followed
         self.paths: dict[str, Path] = {}  # models loaded from a MODEL_DIR, by name
         self.failed: dict[Path, float] = {}  # version dirs that failed, by their mtime
         self.batching = BatchingConfig(
@@ -85,6 +88,7 @@ class ModelServer:
             except ServingError as exc:
                 log.error("not serving %s: %s", path, exc)
         if self.config.repository is not None:
+            await self.follow_pins()  # a worker (re)started mid-run serves what the others do
             await self.sync_repository()
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
@@ -149,8 +153,13 @@ class ModelServer:
         log.info("serving %s from %s", new.manifest.ref, path)
         return new
 
-    async def load(self, name: str, version: int | None = None) -> ModelVersion:
-        """The repository API's load: a version of `name` (default: newest) or its MODEL_DIR."""
+    async def load(
+        self, name: str, version: int | None = None, *, share: bool = True
+    ) -> ModelVersion:
+        """The repository API's load: a version of `name` (default: newest) or its MODEL_DIR.
+
+        With a repository the pin is `share`d with the other worker processes (pins.py).
+        """
         repo = self.config.repository
         if repo is not None:
             entries = scan_repository(repo).get(name, [])
@@ -175,9 +184,11 @@ class ModelServer:
             self.pinned.pop(name, None)
         else:
             self.pinned[name] = version
+        if share:
+            await self._share_pin(name, version, unpin=version is None)
         return loaded
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, *, share: bool = True) -> None:
         """Stop serving `name`; in-flight requests finish first. The watcher leaves it alone."""
         slot = self.slots.get(name)
         if slot is None or slot.active is None:
@@ -187,12 +198,44 @@ class ModelServer:
         if old is not None:
             self.metrics.loaded.labels(name, str(old.version)).set(0)
         self.pinned[name] = None
+        if share:
+            await self._share_pin(name, None)
+
+    async def _share_pin(self, name: str, version: int | None, *, unpin: bool = False) -> None:
+        if self.config.repository is not None:
+            await asyncio.to_thread(write_pin, self.config.pins_file, name, version, unpin=unpin)
+
+    async def follow_pins(self) -> None:
+        """Serve what the load API pinned in another worker process: that version, nothing
+        (unloaded), or again the newest (unpinned)."""
+        if self.config.repository is None:
+            return
+        pins = await asyncio.to_thread(read_pins, self.config.pins_file)
+        if pins == self._applied_pins:
+            return
+        self._applied_pins = pins
+        for name, version in sorted(pins.items()):
+            if name in self.pinned and self.pinned[name] == version:
+                continue
+            active = self.slots[name].active if name in self.slots else None
+            try:
+                if version is None and active is not None:
+                    await self.unload(name, share=False)
+                elif version is not None and (active is None or active.version != version):
+                    await self.load(name, version, share=False)
+                else:
+                    self.pinned[name] = version
+            except ServingError as exc:
+                log.error("could not follow the pin %s -> %s: %s", name, version, exc)
+        for name in [n for n in self.pinned if n not in pins and n not in self.paths]:
+            del self.pinned[name]  # unpinned by another worker: the newest again
 
     # -- the repository watcher ------------------------------------------------------
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.config.poll_interval)
             try:
+                await self.follow_pins()
                 await self.sync_repository()
             except Exception:  # keep watching whatever one scan hit
                 log.exception("repository scan failed")
@@ -239,5 +282,5 @@ class ModelServer:
                 "spool_segments": len(self.capture.spool.sealed()),
                 "sample_rate": self.capture.config.sample_rate,
             }
-        return {"site": self.config.site, "started": self.started, "models": models,
-                "capture": capture}  # fmt: skip
+        return {"site": self.config.site, "pid": os.getpid(), "started": self.started,
+                "models": models, "capture": capture}  # fmt: skip
