@@ -102,6 +102,39 @@ def test_each_window_is_judged_once_and_missed_windows_are_caught_up(
     ]
 
 
+def test_captures_arriving_late_have_their_window_judged_again(
+    store: LocalStore,
+    journal: SQLiteJournal,
+    rng: np.random.Generator,
+    write_captures: Callable[..., object],
+) -> None:
+    # edge-b is cut off from 10:00 to 11:00: its window is judged while its captures are
+    # still at the edge; they arrive (drifted) at 11:30 and the window is judged again.
+    profiled(store, rng)
+    write_captures(store, "edge-a", 800)
+    write_captures(store, "edge-b", 300, start=T0 - H, batch="before")
+    scheduler = MonitorScheduler(store, monitoring(), JournalSink(journal))
+    first = scheduler.tick(T0 + H + timedelta(minutes=1))
+    judged = {(o.report.site, o.report.window_end): o.report.status for o in first.drift}
+    assert judged[("edge-b", T0 + H)] == "empty" and first.emitted == 0
+
+    write_captures(store, "edge-b", 800, shift=1.0, batch="late")  # rows in 10:00-11:00
+    late = scheduler.tick(T0 + H + timedelta(minutes=30))
+    assert [(o.report.site, o.report.window_end, o.report.status) for o in late.drift] == [
+        ("edge-b", T0 + H, "drift")
+    ]
+    assert late.emitted == 1
+    assert scheduler.tick(T0 + H + timedelta(minutes=40)).drift == []  # seen: not again
+
+    # A late batch whose rows are all in a window not yet due changes no judged window.
+    write_captures(store, "edge-b", 300, start=T0 + H, batch="next")
+    assert scheduler.tick(T0 + H + timedelta(minutes=50)).drift == []
+    events = journal.read(types=[EventType.DRIFT_DETECTED])
+    assert [(e.event.site, e.event.data["window_end"]) for e in events] == [
+        ("edge-b", (T0 + H).isoformat())
+    ]
+
+
 def test_quality_is_scored_each_pass_and_raises_once_per_bucket(
     store: LocalStore, journal: SQLiteJournal, rng: np.random.Generator
 ) -> None:

@@ -105,6 +105,15 @@ def _times(table: pa.Table, key: str) -> pa.Array:
         raise MonitoringError(f"{key}: `time` is not a timestamp or ISO-8601 text ({exc})") from exc
 
 
+def time_range(table: pa.Table, key: str) -> tuple[datetime, datetime] | None:
+    """The first and last `time` of a batch (None when it has no rows)."""
+    times = _times(table, key)
+    if len(times) == 0 or times.null_count == len(times):
+        return None
+    bounds = pc.min_max(times)
+    return as_utc(bounds["min"].as_py()), as_utc(bounds["max"].as_py())
+
+
 def in_window(table: pa.Table, key: str, start: datetime, end: datetime) -> pa.Table:
     """The rows of `table` whose `time` lies in [start, end)."""
     times = _times(table, key)

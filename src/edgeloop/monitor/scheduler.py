@@ -5,6 +5,11 @@ A window counts as judged when its `report.json` is in the core store, so a rest
 (or `edgeloop drift report` run by hand) never judges a window twice, and windows missed
 while the core was down are judged when it comes back (up to `monitoring.catch_up` ago).
 Events keep their ids, so even a window judged twice raises its `drift.detected` once.
+
+Captures can arrive late (an edge cut off from the core replicates its backlog when it is
+back). Each pass notes the capture batches it has seen per site (`monitoring/state/`); a
+batch first seen after a window was judged, with rows in that window, has the window
+judged again, so drift at an edge that was offline is still found.
 """
 
 from __future__ import annotations
@@ -16,10 +21,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
+
 from edgeloop.errors import EdgeloopError, ObjectNotFound
 from edgeloop.journal.base import EventSink, JournalSink
 from edgeloop.model.events import utcnow
-from edgeloop.monitor.captures import discover_sites
+from edgeloop.monitor.captures import (
+    CAPTURES,
+    batch_keys,
+    discover_sites,
+    read_batch,
+    time_range,
+)
 from edgeloop.monitor.job import DriftJob, DriftOutcome
 from edgeloop.monitor.profiles import profiled_models
 from edgeloop.monitor.quality import QualityJob, QualityReport
@@ -30,6 +43,11 @@ from edgeloop.workspace import Workspace
 from edgeloop.workspace.config import MonitoringConfig
 
 log = logging.getLogger(__name__)
+
+
+def seen_key(model: str, site: str) -> str:
+    """Where the scheduler notes the capture batches of `model` at `site` it has seen."""
+    return f"monitoring/state/{model}/{site}/seen.json"
 
 
 def due_windows(
@@ -104,10 +122,37 @@ class MonitorScheduler:
         )
         outcomes = []
         for site in discover_sites(self.store, model):
+            listed, seen, late = self._late_windows(model, site, windows)
             for start, end in windows:
-                if not self.judged(model, site, end):
+                if end in late or not self.judged(model, site, end):
                     outcomes.append(job.run_site(model, site, start, end))
+            if listed != seen:  # noted after judging: a crash before it judges them again
+                self.store.put(seen_key(model, site), orjson.dumps({"batches": sorted(listed)}))
         return outcomes
+
+    def _late_windows(
+        self, model: str, site: str, windows: list[tuple[datetime, datetime]]
+    ) -> tuple[set[str], set[str] | None, set[datetime]]:
+        """The batch keys of the windows' days, those an earlier pass saw (None: none noted),
+        and the ends of already judged windows that a batch not seen before has rows in."""
+        listed = set(batch_keys(self.store, CAPTURES, model, site, windows[0][0], windows[-1][1]))
+        try:
+            with self.store.get(seen_key(model, site)) as reader:
+                seen = set(orjson.loads(reader.read())["batches"])
+        except ObjectNotFound:
+            return listed, None, set()  # a first pass: every window is judged with all it has
+        late: set[datetime] = set()
+        for key in sorted(listed - seen):
+            span = time_range(read_batch(self.store, key), key)
+            if span is None:
+                continue
+            first, last = span
+            late.update(
+                end
+                for start, end in windows
+                if first < end and last >= start and self.judged(model, site, end)
+            )
+        return listed, seen, late
 
     def check_quality(self, model: str, now: datetime) -> QualityReport | None:
         """Score `model`'s recent buckets when it has a quality bound (None: it has none)."""
