@@ -15,6 +15,7 @@ from edgeloop.model.events import Event
 from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
 from edgeloop.store import LocalStore, ObjectStore
 from edgeloop.store.base import ObjectInfo, PutData
+from edgeloop.testing.serving import wait_for
 
 
 class CheckingSink:
@@ -123,4 +124,27 @@ def test_next_listing_page_is_read_while_copies_are_in_flight(
         snap = rep.run_once()
     assert target.waited_out == 0
     assert snap.copied == 120
+    assert {k: target.inner.get(k).read() for k in written} == written
+
+
+def test_follow_also_reads_the_next_page_while_copies_are_in_flight(
+    source: Source, tmp_path: Path
+) -> None:
+    written = source.write(120)
+    counting = CountingSource(source.store)
+    target = GatedTarget(LocalStore(tmp_path / "target", fsync=False), counting, free=40)
+    rep = Replicator(
+        counting, target, Ledger(tmp_path / "ledger.db"), MemorySink(),
+        options=ReplicationOptions(transfers=2, list_page=50, poll_interval=0.05),
+    )  # fmt: skip
+    stop = threading.Event()
+    with rep:
+        follower = threading.Thread(target=rep.follow, args=(stop,))
+        follower.start()
+        try:
+            wait_for(lambda: rep.copied >= 120, timeout=60)
+        finally:
+            stop.set()
+            follower.join()
+    assert target.waited_out == 0
     assert {k: target.inner.get(k).read() for k in written} == written

@@ -207,11 +207,26 @@ class Replicator:
         """Replicate continuously until `stop` is set: journal events as they come, a
         listing pass every `anti_entropy_interval` seconds, retries with backoff."""
         self._stop = stop
+        more = False  # whether the last planning step found work or has more to list
+
+        def plan() -> None:
+            nonlocal more
+            pulled, listing = self._plan(self._anti_entropy_due())
+            more = bool(pulled or listing)
+
+        def plan_ahead() -> bool:
+            # As in run_once: the next journal batch or listing page is read while the
+            # workers copy the last one.
+            if not more or self._blocked() or stop.is_set():
+                return False
+            plan()
+            return True
+
         while not stop.is_set():
-            pulled, listed = self._plan(self._anti_entropy_due())
-            self.drain()
+            plan()
+            self.drain(plan_ahead)
             self.reporter.status(self.snapshot())
-            if (pulled or listed) and not self._blocked():
+            if more and not self._blocked():
                 continue
             wake = self.ledger.next_due_time()
             now = time.time()
