@@ -79,6 +79,47 @@ def test_a_second_server_on_the_same_state_follows_the_first(tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
+def test_a_pin_read_before_a_load_is_not_applied_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeloop.serving.server as server_module
+
+    repo = tmp_path / "repo"
+    for version in (1, 2, 3):
+        make_package(repo, "demo", version)
+    config = ServeConfig(repository=repo, state_dir=tmp_path / "state", poll_interval=3600)
+    read = threading.Event()
+    release = threading.Event()
+
+    def slow_read(path: Path) -> dict[str, int | None]:
+        pins = read_pins(path)  # read now, returned later: stale by then without the lock
+        read.set()
+        release.wait(10)
+        return pins
+
+    async def scenario() -> None:
+        server = ModelServer(config)
+        await server.start()
+        try:
+            await server.load("demo", 1)
+            monkeypatch.setattr(server_module, "read_pins", slow_read)
+            follow = asyncio.create_task(server.follow_pins())
+            await asyncio.to_thread(read.wait, 10)
+            load = asyncio.create_task(server.load("demo", 2))  # the API, meanwhile
+            await asyncio.sleep(0.1)
+            release.set()
+            await follow
+            await load
+            assert server.slots["demo"].active.version == 2  # type: ignore[union-attr]
+            monkeypatch.setattr(server_module, "read_pins", read_pins)
+            await server.follow_pins()
+            assert server.slots["demo"].active.version == 2  # type: ignore[union-attr]
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 def _status(url: str, token: str) -> dict[str, object]:
     # A new connection each time, so the kernel may hand it to either worker.
     with httpx.Client(timeout=5, headers={"Connection": "close"}) as client:

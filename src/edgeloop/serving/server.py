@@ -61,6 +61,7 @@ class ModelServer:
         self.capture: CaptureWriter | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._load_lock = asyncio.Lock()
+        self._pin_lock = asyncio.Lock()  # load API calls and following the pins file
         self.started = time.time()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -160,6 +161,14 @@ class ModelServer:
 
         With a repository the pin is `share`d with the other worker processes (pins.py).
         """
+        if not share:
+            return await self._load(name, version, share=False)
+        # One at a time with following the pins file: a pin read before this load must not
+        # be applied after it (it would swap straight back).
+        async with self._pin_lock:
+            return await self._load(name, version, share=True)
+
+    async def _load(self, name: str, version: int | None, *, share: bool) -> ModelVersion:
         repo = self.config.repository
         if repo is not None:
             entries = scan_repository(repo).get(name, [])
@@ -190,6 +199,12 @@ class ModelServer:
 
     async def unload(self, name: str, *, share: bool = True) -> None:
         """Stop serving `name`; in-flight requests finish first. The watcher leaves it alone."""
+        if not share:
+            return await self._unload(name, share=False)
+        async with self._pin_lock:
+            return await self._unload(name, share=True)
+
+    async def _unload(self, name: str, *, share: bool) -> None:
         slot = self.slots.get(name)
         if slot is None or slot.active is None:
             raise PackageError(f"model {name!r} is not loaded")
@@ -210,6 +225,10 @@ class ModelServer:
         (unloaded), or again the newest (unpinned)."""
         if self.config.repository is None:
             return
+        async with self._pin_lock:
+            await self._follow_pins()
+
+    async def _follow_pins(self) -> None:
         pins = await asyncio.to_thread(read_pins, self.config.pins_file)
         if pins == self._applied_pins:
             return
