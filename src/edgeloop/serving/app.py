@@ -17,7 +17,12 @@ import orjson
 
 from edgeloop import __version__
 from edgeloop.errors import InferenceRequestError, PackageError, ServerOverloaded, ServingError
-from edgeloop.serving.oip import encode_infer_response, error_body, parse_infer_request
+from edgeloop.serving.oip import (
+    encode_infer_response,
+    encode_outputs,
+    error_body,
+    parse_infer_request,
+)
 from edgeloop.serving.openapi import openapi_document
 from edgeloop.serving.repository import scan_repository, token_matches
 from edgeloop.serving.server import ModelServer
@@ -179,6 +184,8 @@ class ServingApp:
         self, name: str, version: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         started = time.perf_counter()
+        capture = self.server.capture
+        capturing = capture is not None and capture.sampled()
         slot = self.server.slots.get(name)
         active = slot.acquire() if slot is not None else None
         if active is None or slot is None:
@@ -196,8 +203,10 @@ class ServingApp:
             request = parse_infer_request(body, active.manifest.inputs)
             outputs = await active.infer(request.inputs)
             request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
+            # A captured request keeps the outputs' JSON, encoded once for both.
+            encoded = encode_outputs(outputs) if capturing else None
             payload = encode_infer_response(
-                name, active.version, request_id, outputs, request.outputs
+                name, active.version, request_id, outputs, request.outputs, encoded=encoded
             )
         except HTTPError as exc:
             self._count(name, exc.status)
@@ -223,11 +232,10 @@ class ServingApp:
         if latency is None:
             latency = self._latency[name] = self.metrics.latency.labels(name)
         latency.observe(elapsed)
-        capture = self.server.capture
-        if capture is not None and capture.sampled():
+        if capturing and capture is not None:
             capture.offer({
                 "request_id": request_id, "time": time.time(), "model": name,
-                "version": active.version, "inputs": request.inputs, "outputs": outputs,
+                "version": active.version, "inputs": request.inputs, "outputs": encoded,
                 "latency_ms": elapsed * 1000.0,
             })  # fmt: skip
 

@@ -24,11 +24,14 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import encode_tensor
-from edgeloop.serving.spool import Spool, read_lines
+from edgeloop.serving.spool import Spool
 from edgeloop.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -264,15 +267,21 @@ def spool_line(record: dict[str, Any]) -> bytes:
     Why not one JSON document: the uploader would have to parse every float of every tensor
     back and print it again for Parquet; kept apart, the tensors' JSON text goes into the
     Parquet column as it is, which made uploading about 4x cheaper per record."""
-    meta = {k: v for k, v in record.items() if k not in TENSOR_FIELDS}
-    if not any(field in record for field in TENSOR_FIELDS):
+    meta = dict(record)  # one copy and two pops: cheaper than filtering every key
+    inputs = meta.pop("inputs", None)
+    outputs = meta.pop("outputs", None)
+    if inputs is None and outputs is None:
         return orjson.dumps(meta) + b"\n"
     parts = [orjson.dumps(meta)]
-    for field in TENSOR_FIELDS:
-        value = record.get(field, {})
+    for value in (inputs, outputs):
+        if isinstance(value, bytes):  # already OIP tensor JSON (the response's outputs)
+            parts.append(value)
+            continue
         if isinstance(value, dict):
             value = [encode_tensor(name, array) for name, array in value.items()]
-        parts.append(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
+        parts.append(
+            orjson.dumps([] if value is None else value, option=orjson.OPT_SERIALIZE_NUMPY)
+        )
     return b"\t".join(parts) + b"\n"
 
 
@@ -296,16 +305,131 @@ def _json_text(value: Any) -> str:
 def upload_segment(segment: Path, store: ObjectStore, site: str) -> int:
     """Write a sealed segment's records as Parquet batches; return how many records."""
     batch_id = segment.stem
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    data = segment.read_bytes()
+    data = data[: data.rfind(b"\n") + 1]  # complete lines only
+    try:
+        tables, count = _columnar_tables(data, site, batch_id)
+    except (pa.ArrowException, ValueError) as exc:
+        # A line pyarrow cannot take (a damaged one, a record of an older layout): the
+        # record-by-record path reads what it can and skips the rest with a warning.
+        log.debug("%s: reading record by record (%s)", segment, exc)
+        tables, count = _record_tables(data.splitlines(keepends=True), site, batch_id, segment)
+    for (root, model, day), table in sorted(tables.items()):
+        key = f"{root}/{model}/{site}/{day}/{batch_id}.parquet"
+        store.put(key, _parquet(table))
+    return count
+
+
+GroupKey = tuple[str, str, str]  # root (captures or labels), model, yyyy/mm/dd
+
+# The small fields of a capture line; other fields (e.g. `kind`) are ignored here.
+_META_SCHEMA = pa.schema(
+    [
+        ("time", pa.float64()),
+        ("request_id", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("latency_ms", pa.float64()),
+    ]
+)
+
+
+def _columnar_tables(data: bytes, site: str, batch_id: str) -> tuple[dict[GroupKey, pa.Table], int]:
+    """The segment's capture lines parsed column-wise by pyarrow (about 3x less CPU than
+    record by record, which matters on a serving core); lines of another shape (labels)
+    take the record-by-record path. Raises pa.ArrowException for lines it cannot take."""
+    others: list[bytes] = []
+
+    def other(row: Any) -> str:  # one field: a label or a record without tensors
+        others.append(row.text.encode() + b"\n")
+        return "skip"
+
+    tables: dict[GroupKey, list[pa.Table]] = defaultdict(list)
+    count = 0
+    if data:
+        lines = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(
+                column_names=["meta", *TENSOR_FIELDS], use_threads=False, block_size=1 << 24
+            ),
+            parse_options=pa_csv.ParseOptions(
+                delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=other
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in ("meta", *TENSOR_FIELDS)}
+            ),
+        )
+        if lines.num_rows:
+            metas = "\n".join(lines.column("meta").to_pylist()).encode()
+            meta = pa_json.read_json(
+                io.BytesIO(metas),
+                read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 24),
+                parse_options=pa_json.ParseOptions(
+                    explicit_schema=_META_SCHEMA, unexpected_field_behavior="ignore"
+                ),
+            )
+            if meta.num_rows != lines.num_rows:
+                raise ValueError("meta and tensor fields do not pair up")
+            times = _utc_micros(meta.column("time"))
+            rows = lines.num_rows
+            table = pa.table(
+                {
+                    "time": times,
+                    "request_id": meta.column("request_id"),
+                    "site": pa.array([site] * rows, pa.string()),
+                    "model": meta.column("model"),
+                    "version": pc.cast(meta.column("version"), pa.string()),
+                    "inputs": lines.column("inputs"),
+                    "outputs": lines.column("outputs"),
+                    "latency_ms": pc.fill_null(meta.column("latency_ms"), 0.0),
+                    "batch_id": pa.array([batch_id] * rows, pa.string()),
+                },
+                schema=CAPTURE_SCHEMA,
+            )
+            if table.column("request_id").null_count or table.column("model").null_count:
+                raise ValueError("a capture line lacks its request_id or model")
+            # (model, day) pairs found column-wise: to_pylist of every row would cost more
+            # than the parse.
+            pair = pc.binary_join_element_wise(
+                table.column("model"), pc.strftime(times, format="%Y/%m/%d"), "\n"
+            )
+            groups = pc.unique(pair).to_pylist()
+            for key in groups:
+                model, day = key.split("\n")
+                part = table if len(groups) == 1 else table.filter(pc.equal(pair, key))
+                tables[("captures", model, day)].append(part)
+            count += rows
+    if others:
+        rest, more = _record_tables(others, site, batch_id, None)
+        count += more
+        for key, table in rest.items():
+            tables[key].append(table)
+    return {key: pa.concat_tables(parts) for key, parts in tables.items()}, count
+
+
+def _utc_micros(seconds: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Float seconds to UTC microsecond timestamps exactly as `datetime.fromtimestamp` rounds
+    them (the fraction, times 1e6, half to even), so both upload paths write the same bytes."""
+    whole = pc.floor(seconds)
+    micros = pc.round(pc.multiply(pc.subtract(seconds, whole), 1e6), round_mode="half_to_even")
+    total = pc.add(pc.multiply(pc.cast(whole, pa.int64()), 1_000_000), pc.cast(micros, pa.int64()))
+    return total.cast(pa.timestamp("us", tz="UTC"))
+
+
+def _record_tables(
+    lines: Iterable[bytes], site: str, batch_id: str, segment: Path | None
+) -> tuple[dict[GroupKey, pa.Table], int]:
+    """Parse lines one record at a time, skipping (and logging) the ones that are damaged."""
+    groups: dict[GroupKey, list[dict[str, Any]]] = defaultdict(list)
     count = 0
     days: dict[int, str] = {}  # strftime per record cost more than the Parquet encoding
-    for line in read_lines(segment):
+    for line in lines:
         try:
             record = parse_spool_line(line)
-        except (ValueError, UnicodeDecodeError):
-            log.warning("%s: skipping a corrupt spool line", segment)
+            day_number = int(record["time"] // 86400)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            log.warning("%s: skipping a corrupt spool line", segment or batch_id)
             continue
-        day_number = int(record["time"] // 86400)
         day = days.get(day_number)
         if day is None:
             day = days[day_number] = datetime.fromtimestamp(record["time"], UTC).strftime(
@@ -314,14 +438,17 @@ def upload_segment(segment: Path, store: ObjectStore, site: str) -> int:
         root = "labels" if record.get("kind") == "label" else "captures"
         groups[(root, record["model"], day)].append(record)
         count += 1
-    for (root, model, day), records in sorted(groups.items()):
-        key = f"{root}/{model}/{site}/{day}/{batch_id}.parquet"
-        store.put(key, encode_batch(root, records, site, batch_id))
-    return count
+    tables = {key: batch_table(key[0], records, site, batch_id) for key, records in groups.items()}
+    return tables, count
 
 
 def encode_batch(root: str, records: Iterable[dict[str, Any]], site: str, batch_id: str) -> bytes:
     """Parquet bytes of one batch; the same records always give the same bytes."""
+    return _parquet(batch_table(root, records, site, batch_id))
+
+
+def batch_table(root: str, records: Iterable[dict[str, Any]], site: str, batch_id: str) -> pa.Table:
+    """The Arrow table of one batch of records (capture or label schema)."""
     rows = list(records)
     times = [datetime.fromtimestamp(r["time"], UTC) for r in rows]
     if root == "labels":
@@ -347,7 +474,10 @@ def encode_batch(root: str, records: Iterable[dict[str, Any]], site: str, batch_
             "batch_id": [batch_id] * len(rows),
         }
         schema = CAPTURE_SCHEMA
-    table = pa.table(columns, schema=schema)
+    return pa.table(columns, schema=schema)
+
+
+def _parquet(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()

@@ -179,24 +179,37 @@ def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": array.shape, "data": data}
 
 
+def encode_outputs(outputs: dict[str, np.ndarray]) -> bytes:
+    """The `outputs` list of a response as JSON (what capture keeps too)."""
+    return orjson.dumps(
+        [encode_tensor(name, array) for name, array in outputs.items()], option=ORJSON_OPTIONS
+    )
+
+
 def encode_infer_response(
     model: str,
     version: int,
     request_id: str,
     outputs: dict[str, np.ndarray],
     wanted: tuple[str, ...] | None = None,
+    *,
+    encoded: bytes | None = None,
 ) -> bytes:
-    """The response body of a successful inference."""
+    """The response body of a successful inference; `encoded` is `encode_outputs(outputs)`
+    when the caller has it already (used unless `wanted` picks some outputs)."""
     if wanted is not None:
         unknown = [n for n in wanted if n not in outputs]
         if unknown:
             raise bad(f"unknown outputs requested: {unknown}; the model has {list(outputs)}")
         outputs = {n: outputs[n] for n in wanted}
+        encoded = None
     doc = {
         "model_name": model,
         "model_version": str(version),
         "id": request_id,
-        "outputs": [encode_tensor(name, array) for name, array in outputs.items()],
+        "outputs": orjson.Fragment(encoded)
+        if encoded is not None
+        else [encode_tensor(name, array) for name, array in outputs.items()],
     }
     return orjson.dumps(doc, option=ORJSON_OPTIONS)
 
