@@ -183,3 +183,39 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_versions_load_on_a_low_priority_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeloop.serving.server as server_module
+
+    make_package(tmp_path / "repo", "demo", 1)
+    seen: list[tuple[str, int]] = []
+    real = server_module.prepare_version
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(
+            (
+                threading.current_thread().name,
+                os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+            )
+        )
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server_module, "prepare_version", spy)
+    config = ServeConfig(
+        repository=tmp_path / "repo", state_dir=tmp_path / "state", poll_interval=3600
+    )
+
+    async def scenario() -> None:
+        server = ModelServer(config)
+        await server.start()
+        try:
+            assert server.slots["demo"].active is not None
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+    assert seen and seen[0][0].startswith("edgeloop-load")
+    assert seen[0][1] == server_module.LOADER_NICE
