@@ -108,18 +108,23 @@ class GatedTarget(WrappedStore):
         return self.inner.put(key, data, expected_sha256=expected_sha256)
 
 
-def test_next_listing_page_is_read_while_copies_are_in_flight(
-    source: Source, tmp_path: Path
-) -> None:
-    # The last copies of the first page (of 50) cannot finish before the second page is
-    # listed: only a replicator that plans ahead while copying gets through without waiting.
-    written = source.write(120)
+def _gated(source: Source, tmp_path: Path) -> tuple[Replicator, GatedTarget]:
+    """A replicator (pages of 50) whose target holds every copy after the 40th until the
+    source is listed again: only planning ahead while copying gets through without waiting."""
     counting = CountingSource(source.store)
     target = GatedTarget(LocalStore(tmp_path / "target", fsync=False), counting, free=40)
     rep = Replicator(
         counting, target, Ledger(tmp_path / "ledger.db"), MemorySink(),
-        options=ReplicationOptions(transfers=2, list_page=50),
+        options=ReplicationOptions(transfers=2, list_page=50, poll_interval=0.05),
     )  # fmt: skip
+    return rep, target
+
+
+def test_next_listing_page_is_read_while_copies_are_in_flight(
+    source: Source, tmp_path: Path
+) -> None:
+    written = source.write(120)
+    rep, target = _gated(source, tmp_path)
     with rep:
         snap = rep.run_once()
     assert target.waited_out == 0
@@ -131,12 +136,7 @@ def test_follow_also_reads_the_next_page_while_copies_are_in_flight(
     source: Source, tmp_path: Path
 ) -> None:
     written = source.write(120)
-    counting = CountingSource(source.store)
-    target = GatedTarget(LocalStore(tmp_path / "target", fsync=False), counting, free=40)
-    rep = Replicator(
-        counting, target, Ledger(tmp_path / "ledger.db"), MemorySink(),
-        options=ReplicationOptions(transfers=2, list_page=50, poll_interval=0.05),
-    )  # fmt: skip
+    rep, target = _gated(source, tmp_path)
     stop = threading.Event()
     with rep:
         follower = threading.Thread(target=rep.follow, args=(stop,))

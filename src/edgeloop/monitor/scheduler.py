@@ -124,6 +124,7 @@ class MonitorScheduler:
         for site in discover_sites(self.store, model):
             listed, seen, late = self._late_windows(model, site, windows)
             for start, end in windows:
+                # One HEAD per window and pass: a late batch's window is judged either way.
                 if end in late or not self.judged(model, site, end):
                     outcomes.append(job.run_site(model, site, start, end))
             if listed != seen:  # noted after judging: a crash before it judges them again
@@ -134,7 +135,7 @@ class MonitorScheduler:
         self, model: str, site: str, windows: list[tuple[datetime, datetime]]
     ) -> tuple[set[str], set[str] | None, set[datetime]]:
         """The batch keys of the windows' days, those an earlier pass saw (None: none noted),
-        and the ends of already judged windows that a batch not seen before has rows in."""
+        and the ends of the windows that a batch not seen before has rows in."""
         listed = set(batch_keys(self.store, CAPTURES, model, site, windows[0][0], windows[-1][1]))
         try:
             with self.store.get(seen_key(model, site)) as reader:
@@ -147,11 +148,7 @@ class MonitorScheduler:
             if span is None:
                 continue
             first, last = span
-            late.update(
-                end
-                for start, end in windows
-                if first < end and last >= start and self.judged(model, site, end)
-            )
+            late.update(end for start, end in windows if first < end and last >= start)
         return listed, seen, late
 
     def check_quality(self, model: str, now: datetime) -> QualityReport | None:

@@ -207,9 +207,8 @@ def encode_infer_response(
         "model_name": model,
         "model_version": str(version),
         "id": request_id,
-        "outputs": orjson.Fragment(encoded)
-        if encoded is not None
-        else [encode_tensor(name, array) for name, array in outputs.items()],
+        # As a fragment: the same cost as encoding the list inline (measured), one code path.
+        "outputs": orjson.Fragment(encoded if encoded is not None else encode_outputs(outputs)),
     }
     return orjson.dumps(doc, option=ORJSON_OPTIONS)
 
