@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from edgeloop.errors import ConfigError
+from edgeloop.sqlite_wal import enable_wal
 
 metadata = sa.MetaData()
 
@@ -148,7 +149,7 @@ def normalize_db_url(url: str, *, base_dir: Path | None = None) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    enable_wal(cursor.execute)
     # NORMAL in WAL mode: a committed write survives a process crash; the last commits may be
     # lost on power loss, which heartbeats tolerate and control actions are audited against.
     cursor.execute("PRAGMA synchronous=NORMAL")

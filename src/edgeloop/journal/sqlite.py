@@ -13,6 +13,7 @@ import orjson
 from edgeloop.errors import JournalError
 from edgeloop.journal.base import JournalEntry
 from edgeloop.model.events import Event
+from edgeloop.sqlite_wal import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -44,7 +45,7 @@ class SQLiteJournal:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db.execute)
             # FULL: an acknowledged append survives power loss, not just a process crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)

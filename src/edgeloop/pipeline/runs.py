@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from edgeloop.errors import PipelineError
+from edgeloop.sqlite_wal import enable_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -123,7 +124,7 @@ class RunStore:
         self._db = sqlite3.connect(
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._db.execute)
         self._db.execute("PRAGMA synchronous=FULL")  # a claim must survive power loss
         self._db.executescript(SCHEMA)
 

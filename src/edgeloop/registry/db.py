@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from edgeloop.errors import ConfigError
 from edgeloop.model.events import utcnow
+from edgeloop.sqlite_wal import enable_wal
 
 
 class VersionState(StrEnum):
@@ -134,7 +135,7 @@ def make_engine(url: str | Path) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
             cursor = conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            enable_wal(cursor.execute)
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeloop.errors import ReplicationError
 from edgeloop.replication.plan import CopyTask, LedgerRecord
+from edgeloop.sqlite_wal import enable_wal
 
 PENDING, DONE, FAILED, GONE = "pending", "done", "failed", "gone"
 
@@ -87,7 +88,7 @@ class Ledger:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db.execute)
             # NORMAL: a crash of the process loses nothing; a power cut may lose the last
             # commits, and those objects are then simply copied (and verified) again.
             self._db.execute("PRAGMA synchronous=NORMAL")
