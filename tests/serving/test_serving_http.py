@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -86,6 +87,24 @@ def test_bad_requests_get_4xx_with_an_error_body_and_the_server_stays_up(
     assert isinstance(response.json()["error"], str) and response.json()["error"]
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
     assert httpx.post(f"{server.url}/v2/models/demo/infer", json=infer_body()).status_code == 200
+
+
+def test_a_model_failing_on_a_request_gets_500_and_the_next_request_is_served(
+    server: ThreadServer,
+) -> None:
+    batcher = server.app.server.slots["demo"].active.batcher  # type: ignore[union-attr]
+    predict = batcher.predict
+
+    def fail_once(inputs: dict[str, Any]) -> dict[str, Any]:
+        batcher.predict = predict
+        raise RuntimeError("the runtime failed")
+
+    batcher.predict = fail_once
+    url = f"{server.url}/v2/models/demo/infer"
+    failed = httpx.post(url, json=infer_body())
+    assert failed.status_code == 500 and failed.json() == {"error": "internal error: RuntimeError"}
+    assert httpx.post(url, json=infer_body()).status_code == 200
+    assert server.app._in_flight == 0  # the failed request gave its slot back
 
 
 def test_oversized_streamed_body_without_length_is_refused(server: ThreadServer) -> None:

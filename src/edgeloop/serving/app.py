@@ -96,7 +96,11 @@ class ServingApp:
         parts = scope["path"].strip("/").split("/")
         try:
             if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
-                await self._model_route(method, parts[2], parts[3:] or [""], scope, receive, send)
+                if len(parts) == 4 and parts[3] == "infer" and method == "POST":
+                    await self._infer(parts[2], None, scope, receive, send)  # the hot path
+                else:
+                    await self._model_route(method, parts[2], parts[3:] or [""], scope, receive,
+                                            send)  # fmt: skip
                 return
             status, body, headers = await self._other_route(method, parts, scope, receive)
         except HTTPError as exc:
@@ -167,6 +171,7 @@ class ServingApp:
     async def _infer(
         self, name: str, version: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        # One coroutine for the whole request: each await of another costs on every request.
         # Requests still reading their body or waiting on the model hold memory: bound them.
         if self._in_flight >= self.max_in_flight:
             self._count(name, 503)
@@ -174,18 +179,7 @@ class ServingApp:
             message = f"server at capacity ({self._in_flight} requests in flight); retry shortly"
             await _respond(send, 503, error_body(message), [(b"retry-after", b"1")])
             return
-        self._in_flight += 1
-        try:
-            await self._infer_admitted(name, version, scope, receive, send)
-        finally:
-            self._in_flight -= 1
-
-    async def _infer_admitted(
-        self, name: str, version: int | None, scope: Scope, receive: Receive, send: Send
-    ) -> None:
         started = time.perf_counter()
-        capture = self.server.capture
-        capturing = capture is not None and capture.sampled()
         slot = self.server.slots.get(name)
         active = slot.acquire() if slot is not None else None
         if active is None or slot is None:
@@ -195,13 +189,18 @@ class ServingApp:
             headers = [] if status == 404 else [(b"retry-after", b"1")]
             await _respond(send, status, error_body(message), headers)
             return
+        capture = self.server.capture
+        capturing = capture is not None and capture.sampled()
+        self._in_flight += 1
         try:
             if version is not None and version != active.version:
                 raise HTTPError(404, f"{name} version {version} is not loaded; "
                                 f"version {active.version} is serving")  # fmt: skip
             body = await _read_body(scope, receive, self.max_body)
-            request = parse_infer_request(body, active.manifest.inputs)
-            outputs = await active.infer(request.inputs)
+            request = parse_infer_request(body, active.input_schema)
+            outputs = active.batcher.infer_now(request.inputs)
+            if outputs is None:
+                outputs = await active.infer(request.inputs)
             request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
             # A captured request keeps the outputs' JSON, encoded once for both.
             encoded = encode_outputs(outputs) if capturing else None
@@ -223,10 +222,13 @@ class ServingApp:
             await _respond(send, 503, error_body(str(exc)), [(b"retry-after", retry)])
             return
         finally:
+            self._in_flight -= 1
             slot.release(active)
         elapsed = time.perf_counter() - started
-        version_header = str(active.version).encode()
-        await _respond(send, 200, payload, [(b"x-model-version", version_header)])
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", JSON), (b"content-length", str(len(payload)).encode()),
+            (b"x-model-version", active.version_header)]})  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})
         self._count(name, 200)
         latency = self._latency.get(name)
         if latency is None:

@@ -64,15 +64,22 @@ class MicroBatcher:
         self._closed = False
         self._avg_batch = 1.0
 
+    def infer_now(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The outputs at once when there is nothing to merge with (no hand-off, no await);
+        None when the request must go through `infer`."""
+        if self.queue or self._waiting_for_batch:
+            return None
+        outputs = self.predict(inputs)
+        if self.on_batch is not None:
+            self.on_batch(_rows(inputs))
+        return outputs
+
     async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for one request; raises ServerOverloaded when full."""
-        rows = _rows(inputs)
-        if not self.queue and not self._waiting_for_batch:
-            # Nothing to merge with: call the model now, on this task, with no hand-off.
-            outputs = self.predict(inputs)
-            if self.on_batch is not None:
-                self.on_batch(rows)
+        outputs = self.infer_now(inputs)
+        if outputs is not None:
             return outputs
+        rows = _rows(inputs)
         if self.queued_rows + rows > self.config.max_queue_rows and self.queue:
             raise ServerOverloaded(
                 f"the inference queue is full ({self.queued_rows} rows waiting); retry shortly",

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, NoReturn, TypeGuard
 
 import numpy as np
 import orjson
@@ -37,8 +36,7 @@ MAX_ELEMENTS = 16 * 1024 * 1024
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(frozen=True, slots=True)
-class InferRequest:
+class InferRequest(NamedTuple):
     """A parsed request: its id (None if the client gave none), input arrays, wanted outputs."""
 
     id: str | None
@@ -66,62 +64,105 @@ def datatype_of(array: np.ndarray) -> Datatype:
     raise bad(f"no Open Inference Protocol datatype for numpy {array.dtype}", 500)
 
 
-def parse_infer_request(body: bytes, specs: Sequence[TensorSpec]) -> InferRequest:
+class InputSchema:
+    """A model version's input specs prepared once for the request path (not per request)."""
+
+    __slots__ = ("by_name", "fields")
+
+    def __init__(self, specs: Sequence[TensorSpec]) -> None:
+        self.by_name = {spec.name: spec for spec in specs}
+        # name -> (datatype, declared shape, numpy dtype): what each request is checked against.
+        self.fields = {
+            spec.name: (spec.datatype, spec.shape, NUMPY_DTYPES[spec.datatype]) for spec in specs
+        }
+
+
+def parse_infer_request(body: bytes, specs: Sequence[TensorSpec] | InputSchema) -> InferRequest:
     """Parse and check an infer request body against the model's input specs."""
+    schema = specs if isinstance(specs, InputSchema) else InputSchema(specs)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise bad(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
+    if type(doc) is not dict:
         raise bad("request body must be a JSON object with an 'inputs' list")
     request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if request_id is not None and type(request_id) is not str:
         raise bad("'id' must be a string")
     raw_inputs = doc.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
+    if type(raw_inputs) is not list or not raw_inputs:
         raise bad("'inputs' must be a non-empty list of tensors")
-    by_name = {spec.name: spec for spec in specs}
+    fields = schema.fields
     inputs: dict[str, np.ndarray] = {}
     for raw in raw_inputs:
-        array, name = _parse_tensor(raw, by_name)
+        array, name = _parse_tensor(raw, fields)
         if name in inputs:
             raise bad(f"input {name!r} is given twice")
         inputs[name] = array
-    missing = [name for name in by_name if name not in inputs]
-    if missing:
-        raise bad(f"missing inputs: {', '.join(missing)}; the model takes {list(by_name)}")
-    return InferRequest(request_id, inputs, _requested_outputs(doc.get("outputs")))
+    if len(inputs) != len(fields):
+        missing = [name for name in fields if name not in inputs]
+        raise bad(f"missing inputs: {', '.join(missing)}; the model takes {list(fields)}")
+    wanted = doc.get("outputs")
+    return InferRequest(request_id, inputs, None if wanted is None else _requested_outputs(wanted))
 
 
-def _parse_tensor(raw: Any, specs: dict[str, TensorSpec]) -> tuple[np.ndarray, str]:
-    if not isinstance(raw, dict):
+Field = tuple[Datatype, list[int], "np.dtype[Any]"]
+
+
+def _parse_tensor(raw: Any, fields: dict[str, Field]) -> tuple[np.ndarray, str]:
+    if type(raw) is not dict:
         raise bad("each input must be an object with name, shape, datatype and data")
     name = raw.get("name")
-    if not isinstance(name, str):
+    if type(name) is not str:
         raise bad("an input has no 'name'")
-    spec = specs.get(name)
-    if spec is None:
-        raise bad(f"unknown input {name!r}; the model takes {list(specs)}")
-    datatype = raw.get("datatype")
-    if datatype != spec.datatype:
-        raise bad(f"input {name!r}: datatype {datatype!r}, the model expects {spec.datatype}")
+    field = fields.get(name)
+    if field is None:
+        raise bad(f"unknown input {name!r}; the model takes {list(fields)}")
+    datatype, expected, dtype = field
+    if raw.get("datatype") != datatype:
+        raise bad(f"input {name!r}: datatype {raw.get('datatype')!r}, the model expects {datatype}")
     shape = raw.get("shape")
+    if not _shape_fits(shape, expected):
+        _shape_error(name, shape, expected)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise bad(f"input {name!r}: {count} elements is more than {MAX_ELEMENTS}", 413)
+    data = raw.get("data", _MISSING)
+    if data is _MISSING:
+        raise bad(f"input {name!r} has no 'data' (binary tensor data is not supported)")
+    array = _to_array(name, data, dtype)
+    dims = tuple(shape)
+    if array.shape == dims:  # nested data in the declared shape: nothing more to check
+        return array, name
+    if array.size != count:
+        raise bad(f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
+    if array.ndim > 1:
+        raise bad(f"input {name!r}: nested data of shape {list(array.shape)}, declared {shape}")
+    return array.reshape(dims), name
+
+
+_MISSING = object()
+
+
+def _shape_fits(shape: Any, expected: list[int]) -> TypeGuard[list[int]]:
+    """True when `shape` is a list of non-negative ints that fits the declared shape."""
+    # One plain loop: the request path's shape check (generators cost more than the work).
+    if type(shape) is not list or len(shape) != len(expected):
+        return False
+    for got, want in zip(shape, expected):  # noqa: B905 (lengths checked above)
+        if type(got) is not int or got < 0 or (want != -1 and got != want):
+            return False
+    return True
+
+
+def _shape_error(name: str, shape: Any, expected: list[int]) -> NoReturn:
+    """Raise the error that says what is wrong with a shape `_shape_fits` refused."""
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise bad(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    _check_shape(name, shape, spec.shape)
-    count = math.prod(shape)
-    if count > MAX_ELEMENTS:
-        raise bad(f"input {name!r}: {count} elements is more than {MAX_ELEMENTS}", 413)
-    if "data" not in raw:
-        raise bad(f"input {name!r} has no 'data' (binary tensor data is not supported)")
-    array = _to_array(name, raw["data"], NUMPY_DTYPES[spec.datatype])
-    if array.size != count:
-        raise bad(f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
-    if array.ndim > 1 and list(array.shape) != shape:
-        raise bad(f"input {name!r}: nested data of shape {list(array.shape)}, declared {shape}")
-    return array.reshape(shape), name
+    _check_shape(name, shape, expected)
+    raise bad(f"input {name!r}: shape {shape} does not fit the model's {expected}")
 
 
 def _check_shape(name: str, shape: list[int], expected: list[int]) -> None:
@@ -132,35 +173,31 @@ def _check_shape(name: str, shape: list[int], expected: list[int]) -> None:
 
 
 def _to_array(name: str, data: Any, dtype: np.dtype[Any]) -> np.ndarray:
-    if not isinstance(data, list):
+    if type(data) is not list:
         data = [data]
+    kind = dtype.kind
     try:
-        if dtype.kind == "O":
+        if kind == "f":  # the common case first
+            return np.array(data, dtype=dtype)
+        if kind == "O":
             array = np.array(data, dtype=object)
             if any(not isinstance(v, str) for v in array.reshape(-1)):
                 raise ValueError("BYTES data must be strings")
             return array
-        if dtype.kind in "iu":
+        if kind in "iu":
             array = np.array(data)
             if array.dtype.kind not in "iub":
                 raise ValueError(f"{array.dtype} values")
             return array.astype(dtype, casting="unsafe" if array.dtype.kind == "b" else "same_kind")
-        if dtype.kind == "b":
-            array = np.array(data)
-            if array.dtype.kind != "b":
-                raise ValueError("values that are not booleans")
-            return array
-        array = np.array(data, dtype=dtype)
+        array = np.array(data)  # BOOL
+        if array.dtype.kind != "b":
+            raise ValueError("values that are not booleans")
+        return array
     except (ValueError, TypeError, OverflowError) as exc:
         raise bad(f"input {name!r}: data does not fit datatype: {exc}") from None
-    if array.dtype.kind == "O":  # pragma: no cover  (dtype forced above)
-        raise bad(f"input {name!r}: ragged data")
-    return array
 
 
-def _requested_outputs(raw: Any) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
+def _requested_outputs(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw
     ):

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeloop.errors import PackageError
 from edgeloop.model.manifest import ModelManifest
 from edgeloop.serving.batching import BatchingConfig, MicroBatcher
-from edgeloop.serving.oip import check_outputs, sample_arrays
+from edgeloop.serving.oip import InputSchema, check_outputs, sample_arrays
 from edgeloop.serving.package import Verifier, load_package
 from edgeloop.serving.runtimes import ModelRuntime, RuntimeOptions, open_runtime
 
@@ -43,17 +41,15 @@ class ModelVersion:
         self.path = path
         self.in_flight = 0
         self.loaded_at = time.time()
+        self.version: int = manifest.version
+        # Prepared once: what each request is parsed against and the response header it gets.
+        self.input_schema = InputSchema(manifest.inputs)
+        self.version_header = str(manifest.version).encode()
         batchable = all(spec.shape and spec.shape[0] == -1 for spec in manifest.inputs)
         self.batcher = MicroBatcher(
             runtime.predict, batching, batchable=batchable, on_batch=on_batch
         )
-
-    @property
-    def version(self) -> int:
-        return self.manifest.version
-
-    async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return await self.batcher.infer(inputs)
+        self.infer = self.batcher.infer
 
 
 @dataclass
