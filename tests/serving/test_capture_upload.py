@@ -51,13 +51,15 @@ def _rows(store: MemoryStore) -> dict[str, list[dict[str, Any]]]:
         ),
         min_size=1,
         max_size=40,
-    )
+    ),
+    st.sampled_from([T0, DAY * 0.75, -DAY * 400.5]),  # a clock set before 1970 as well
 )
 def test_column_wise_and_record_by_record_give_the_same_rows(
-    drawn: list[tuple[float, str, bool]],
+    drawn: list[tuple[float, str, bool]], start: float
 ) -> None:
     lines = [
-        spool_line(_capture(i, T0 + dt, model, enc)) for i, (dt, model, enc) in enumerate(drawn)
+        spool_line(_capture(i, start + dt, model, enc))
+        for i, (dt, model, enc) in enumerate(drawn)
     ]
     columnar, count = _columnar_tables(b"".join(lines), "shop", "b1")
     by_record, same = _record_tables(lines, "shop", "b1", None)
