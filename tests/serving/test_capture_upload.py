@@ -58,8 +58,7 @@ def test_column_wise_and_record_by_record_give_the_same_rows(
     drawn: list[tuple[float, str, bool]], start: float
 ) -> None:
     lines = [
-        spool_line(_capture(i, start + dt, model, enc))
-        for i, (dt, model, enc) in enumerate(drawn)
+        spool_line(_capture(i, start + dt, model, enc)) for i, (dt, model, enc) in enumerate(drawn)
     ]
     columnar, count = _columnar_tables(b"".join(lines), "shop", "b1")
     by_record, same = _record_tables(lines, "shop", "b1", None)
