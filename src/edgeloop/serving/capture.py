@@ -389,8 +389,8 @@ def _columnar_tables(data: bytes, site: str, batch_id: str) -> tuple[dict[GroupK
             if table.column("request_id").null_count or table.column("model").null_count:
                 raise ValueError("a capture line lacks its request_id or model")
             pair, groups = _model_days(table.column("model"), times)
-            for key, (model, day) in groups.items():
-                part = table if pair is None else table.filter(pc.equal(pair, key))
+            for pair_key, (model, day) in groups.items():
+                part = table if pair is None else table.filter(pc.equal(pair, pair_key))
                 tables[("captures", model, day)].append(part)
             count += rows
     if others:
