@@ -81,6 +81,7 @@ def swaps(work: Path, repo: Path, server: str, rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    bench.pin_to_client_cpu()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("capture", "swaps", "both"), default="both")
     parser.add_argument("--rounds", type=int, default=5)
