@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 from edgeloop.errors import StoreUnavailable
 from edgeloop.serving.capture import CaptureConfig, CaptureWriter, FullPolicy, upload_segment
 from edgeloop.serving.metrics import ServingMetrics
+from edgeloop.serving.priority import BACKGROUND_NICE
 from edgeloop.serving.spool import Spool
 from edgeloop.store import LocalStore, MemoryStore, ObjectStore
 from edgeloop.testing.serving import wait_for
@@ -161,3 +164,35 @@ def test_store_outage_keeps_segments_then_drains(tmp_path: Path) -> None:
     wait_for(lambda: len(_rows(store)) == 5)
     writer.close()
     assert sorted(r["request_id"] for r in _rows(store)) == [f"r{i}" for i in range(5)]
+
+
+class PriorityStore(MemoryStore):
+    """A store that notes the nice value of the thread writing each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nice: list[int] = []
+
+    def put(self, key: str, data: Any, **kwargs: Any) -> Any:
+        self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return super().put(key, data, **kwargs)
+
+
+def test_the_uploader_runs_at_background_priority_and_requests_do_not(tmp_path: Path) -> None:
+    store = PriorityStore()
+    writer = CaptureWriter(_config(tmp_path), store, ServingMetrics())
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert writer.offer(_record(1))
+    wait_for(lambda: store.nice)
+    writer.close()
+    assert store.nice[0] == BACKGROUND_NICE
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # caller's own
+    assert _rows(store)[0]["request_id"] == "r1"
+
+
+def test_a_record_that_cannot_be_encoded_is_dropped_and_counted(tmp_path: Path) -> None:
+    metrics = ServingMetrics()
+    writer = CaptureWriter(_config(tmp_path), MemoryStore(), metrics, start=False)
+    assert not writer.offer({**_record(1), "latency_ms": object()})
+    assert writer.queue.empty()
+    assert metrics.dropped.labels("unserializable")._value.get() == 1

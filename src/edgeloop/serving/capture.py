@@ -1,10 +1,11 @@
 """Capture: sampled inference records and labels, queued in memory, spooled to disk, then
 written as Parquet batches to the site's store.
 
-The request path only builds a dict and offers it to a bounded queue (never blocks, never
-raises); a writer thread appends to the spool and fsyncs in batches; an uploader thread turns
-sealed spool segments into `captures/<model>/<site>/<yyyy>/<mm>/<dd>/<batch-id>.parquet`
-(and `labels/...`) and deletes a segment only after all its batches are stored.
+The request path encodes a record's spool line and offers it to a bounded queue (never
+blocks, never raises); a writer thread appends to the spool and fsyncs in batches; an
+uploader thread (at the lowest CPU priority) turns sealed spool segments into
+`captures/<model>/<site>/<yyyy>/<mm>/<dd>/<batch-id>.parquet` (and `labels/...`) and
+deletes a segment only after all its batches are stored.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import encode_tensor
+from edgeloop.serving.priority import lower_priority
 from edgeloop.serving.spool import Spool
 from edgeloop.store import ObjectStore
 
@@ -87,22 +89,22 @@ class CaptureConfig:
     retry_seconds: float = 5.0
 
 
-class RecordQueue:
-    """A bounded queue with no lock and no wake-up on put: the request path appends (atomic
-    under the GIL) and the writer thread drains it on its own schedule."""
+class LineQueue:
+    """A bounded queue of spool lines with no lock and no wake-up on put: the request path
+    appends (atomic under the GIL) and the writer thread drains it on its own schedule."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._items: deque[dict[str, Any]] = deque()
+        self._items: deque[bytes] = deque()
 
-    def offer(self, item: dict[str, Any]) -> bool:
+    def offer(self, item: bytes) -> bool:
         if len(self._items) >= self.maxsize:
             return False
         self._items.append(item)
         return True
 
-    def drain(self, limit: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def drain(self, limit: int) -> list[bytes]:
+        items: list[bytes] = []
         while self._items and len(items) < limit:
             items.append(self._items.popleft())
         return items
@@ -128,7 +130,7 @@ class CaptureWriter:
         self.config = config
         self.store = store
         self.metrics = metrics
-        self.queue = RecordQueue(config.queue_size)
+        self.queue = LineQueue(config.queue_size)
         self.spool = Spool(config.spool_dir)
         self._stop = threading.Event()
         self._sealed = threading.Event()
@@ -153,8 +155,18 @@ class CaptureWriter:
         return rate >= 1.0 or (rate > 0 and random.random() < rate)  # noqa: S311
 
     def offer(self, record: dict[str, Any]) -> bool:
-        """Queue a record for the spool; False (and counted) when the queue is full."""
-        if self.queue.offer(record):
+        """Queue a record's spool line; False (and counted) when the queue is full.
+
+        The line is encoded here, on the request's thread, so the writer thread only writes:
+        encoding a thousand records on the writer made it and the event loop trade the GIL
+        at every syscall of either (capture at 100% cost 17% of throughput for 4% of CPU)."""
+        try:
+            line = spool_line(record)
+        except Exception as exc:  # capture never fails a request
+            log.warning("capture record not serializable, dropped: %s", exc)
+            self.metrics.dropped.labels("unserializable").inc()
+            return False
+        if self.queue.offer(line):
             return True
         self.metrics.dropped.labels("queue_full").inc()
         return False
@@ -176,14 +188,7 @@ class CaptureWriter:
                 # Polling, not waking per record: the request path never signals this thread.
                 self._stop.wait(self.config.flush_interval)
 
-    def _spool(self, records: list[dict[str, Any]]) -> None:
-        lines = []
-        for record in records:
-            try:
-                lines.append(spool_line(record))
-            except (TypeError, ValueError) as exc:
-                log.warning("capture record not serializable, dropped: %s", exc)
-                self.metrics.dropped.labels("unserializable").inc()
+    def _spool(self, lines: list[bytes]) -> None:
         size = sum(len(line) for line in lines)
         count = len(lines)
         while self._spool_bytes + size > self.config.max_spool_bytes:
@@ -222,6 +227,11 @@ class CaptureWriter:
 
     # -- the uploader thread -----------------------------------------------------------
     def _upload_loop(self) -> None:
+        # Batches can wait, requests cannot: at the lowest priority the uploader takes the
+        # serving core only when requests leave it idle (capture at 100%: about 7% more
+        # throughput on one core). Under sustained saturation the spool absorbs the backlog,
+        # bounded by max_spool_bytes and its full policy.
+        lower_priority()
         while not self._stop.is_set():
             self._sealed.wait(timeout=0.5)
             self._sealed.clear()

@@ -6,11 +6,9 @@ Protocol-free: app.py speaks HTTP over it, and tests can drive it directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +21,7 @@ from edgeloop.serving.config import ServeConfig
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.package import Verifier
 from edgeloop.serving.pins import Pins, read_pins, write_pin
+from edgeloop.serving.priority import BACKGROUND_NICE, lower_priority
 from edgeloop.serving.repository import scan_repository, version_path
 from edgeloop.serving.runtimes import RuntimeOptions
 from edgeloop.serving.slot import HotSwapSlot, ModelVersion, SwapOutcome, prepare_version
@@ -30,23 +29,17 @@ from edgeloop.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-# Loads run on their own thread at the lowest CPU priority: on a server pinned to one core,
-# building and warming a new session otherwise takes half the core from requests served
-# meanwhile (the p99 during swaps). Linux applies a nice value per thread.
-LOADER_NICE = 19
+# Loads run on their own thread at the lowest CPU priority (priority.py): building and
+# warming a new session must not take the core from the requests served meanwhile.
+LOADER_NICE = BACKGROUND_NICE
 _LOADER: ThreadPoolExecutor | None = None
-
-
-def _lower_priority() -> None:
-    with contextlib.suppress(OSError, AttributeError):  # an optimisation only
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
 
 
 def _loader() -> ThreadPoolExecutor:
     global _LOADER
     if _LOADER is None:
         _LOADER = ThreadPoolExecutor(
-            1, thread_name_prefix="edgeloop-load", initializer=_lower_priority
+            1, thread_name_prefix="edgeloop-load", initializer=lower_priority
         )
     return _LOADER
 
