@@ -36,7 +36,9 @@ def serve(
     ),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Server processes."),
     server: str = typer.Option(
-        "granian", "--server", help="ASGI server: granian or uvicorn (see docs/benchmarks.md)."
+        "uvicorn",
+        "--server",
+        help="ASGI server: uvicorn (default, the faster in docs/benchmarks.md) or granian.",
     ),
     site: str | None = typer.Option(
         None,
