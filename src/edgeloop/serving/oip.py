@@ -67,10 +67,9 @@ def datatype_of(array: np.ndarray) -> Datatype:
 class InputSchema:
     """A model version's input specs prepared once for the request path (not per request)."""
 
-    __slots__ = ("by_name", "fields")
+    __slots__ = ("fields",)
 
     def __init__(self, specs: Sequence[TensorSpec]) -> None:
-        self.by_name = {spec.name: spec for spec in specs}
         # name -> (datatype, declared shape, numpy dtype): what each request is checked against.
         self.fields = {
             spec.name: (spec.datatype, spec.shape, NUMPY_DTYPES[spec.datatype]) for spec in specs
