@@ -108,6 +108,20 @@ def test_missing_manifest_and_missing_model_file(package: Path) -> None:
         load_package(package)
 
 
+@pytest.mark.parametrize(
+    ("field", "match"),
+    [("inputs", "are not the graph's inputs"), ("outputs", "are not outputs of the graph")],
+)
+def test_onnx_tensor_names_must_be_the_graphs(package: Path, field: str, match: str) -> None:
+    doc = _manifest(package)
+    doc[field][0]["name"] = "renamed"
+    if field == "inputs":
+        doc["sample_input"] = {"renamed": doc["sample_input"]["input"]}
+    _write_manifest(package, doc)
+    with pytest.raises(PackageError, match=match):
+        open_runtime(load_package(package), RuntimeOptions())
+
+
 def test_runtime_and_format_must_agree(package: Path) -> None:
     doc = _manifest(package)
     doc["runtime"] = "sklearn"
