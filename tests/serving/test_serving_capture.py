@@ -196,3 +196,34 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_counted(tmp_path: Path) 
     assert not writer.offer({**_record(1), "latency_ms": object()})
     assert writer.queue.empty()
     assert metrics.dropped.labels("unserializable")._value.get() == 1
+
+
+def test_an_uploader_process_uploads_journals_and_is_replaced_when_it_dies(
+    tmp_path: Path,
+) -> None:
+    from edgeloop.journal import SQLiteJournal
+    from edgeloop.model.events import EventType
+    from edgeloop.serving.uploader import UploaderCommand
+
+    store = LocalStore(tmp_path / "store")
+    journal = tmp_path / "journal.db"
+    metrics = ServingMetrics()
+    command = UploaderCommand(store.url, "shop-1", str(journal), retry_seconds=0.1)
+    writer = CaptureWriter(_config(tmp_path), store, metrics, uploader=command)
+    assert writer._process is not None and writer._process.pid != os.getpid()
+    for i in range(5):
+        assert writer.offer(_record(i))
+    wait_for(lambda: len(_rows(store, "captures/")) == 5)
+    first = writer._process
+    first.kill()  # the next sealed segment starts another uploader
+    first.wait()
+    for i in range(5, 10):
+        assert writer.offer(_record(i))
+    wait_for(lambda: len(_rows(store, "captures/")) == 10)
+    assert writer._process is not first
+    writer.close()
+    assert writer._process is None  # stopped with the writer
+    assert sorted(int(r["request_id"][1:]) for r in _rows(store, "captures/")) == list(range(10))
+    assert metrics.uploaded._value.get() >= 5  # reported back by the processes
+    events = SQLiteJournal(journal).read(0, types=[EventType.OBJECT_CREATED])
+    assert {e.event.subject for e in events} == {info.key for info in store.list("captures/")}

@@ -13,10 +13,12 @@ from __future__ import annotations
 import io
 import logging
 import random
+import subprocess
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,6 +36,7 @@ from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import encode_tensor
 from edgeloop.serving.priority import lower_priority
 from edgeloop.serving.spool import Spool
+from edgeloop.serving.uploader import UploaderCommand
 from edgeloop.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -126,18 +129,25 @@ class CaptureWriter:
         metrics: ServingMetrics,
         *,
         start: bool = True,
+        uploader: UploaderCommand | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
+        # With a command, sealed segments are uploaded by a process of its own (uploader.py);
+        # without one (a store object with no URL, as in tests), by a thread of this one.
+        self.uploader = uploader
+        self._process: subprocess.Popen[bytes] | None = None
+        self._process_lock = threading.Lock()
         self.queue = LineQueue(config.queue_size)
         self.spool = Spool(config.spool_dir)
         self._stop = threading.Event()
         self._sealed = threading.Event()
         self._sealed.set()  # recovered segments wait for upload
+        upload = self._upload_loop if uploader is None else self._follow_uploader
         self._threads = [
             threading.Thread(target=self._write_loop, name="capture-spool", daemon=True),
-            threading.Thread(target=self._upload_loop, name="capture-upload", daemon=True),
+            threading.Thread(target=upload, name="capture-upload", daemon=True),
         ]
         self._spool_bytes = self.spool.size_bytes()
         self.metrics.spool_bytes.set(self._spool_bytes)
@@ -145,9 +155,17 @@ class CaptureWriter:
             self.start()
 
     def start(self) -> None:
-        """Start the spool writer and uploader threads."""
+        """Start the spool writer and uploader threads (and the uploader process)."""
+        if self.uploader is not None:
+            self._start_process()
         for thread in self._threads:
             thread.start()
+
+    def _start_process(self) -> None:
+        assert self.uploader is not None
+        self._process = subprocess.Popen(
+            self.uploader.argv(self.spool.dir), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
 
     # -- the request path: cheap and never raising --------------------------------------
     def sampled(self) -> bool:
@@ -225,6 +243,46 @@ class CaptureWriter:
     def _seal(self) -> None:
         if self.spool.seal() is not None:
             self._sealed.set()
+            self._poke()
+
+    def _poke(self) -> None:
+        """Tell the uploader process a segment was sealed (start a new one if it died)."""
+        with self._process_lock:
+            process = self._process
+            if process is None or process.stdin is None:
+                return
+            try:
+                process.stdin.write(b"\n")
+                process.stdin.flush()
+            except OSError:  # it died: the next one uploads what it left
+                log.warning("the capture uploader process exited; starting another")
+                process.wait()
+                self._start_process()
+
+    # -- the uploader process ----------------------------------------------------------
+    def _follow_uploader(self) -> None:
+        """Count what the uploader process reports, until it exits."""
+        while True:
+            with self._process_lock:
+                process = self._process
+            if process is None or process.stdout is None:
+                return
+            for line in process.stdout:
+                try:
+                    report = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if "uploaded" in report:
+                    self._spool_bytes = self.spool.size_bytes()
+                    self.metrics.spool_bytes.set(self._spool_bytes)
+                    self.metrics.uploaded.inc(report["uploaded"])
+                elif "error" in report:
+                    log.warning("capture upload failed, will retry: %s", report["error"])
+                    self.metrics.upload_errors.inc()
+            process.wait()
+            with self._process_lock:
+                if self._process is process:  # stopped, not replaced by _poke
+                    return
 
     # -- the uploader thread -----------------------------------------------------------
     def _upload_loop(self) -> None:
@@ -260,12 +318,29 @@ class CaptureWriter:
         self._stop.set()
         if self._threads[0].is_alive():
             self._threads[0].join()
+            if self._process is not None:
+                self._stop_process(upload_timeout)
             self._threads[1].join(timeout=upload_timeout)
         deadline = time.monotonic() + upload_timeout
-        while self.spool.sealed() and time.monotonic() < deadline:
+        while self.uploader is None and self.spool.sealed() and time.monotonic() < deadline:
             if not self.upload_sealed():
                 break
         self.spool.close()
+
+    def _stop_process(self, timeout: float) -> None:
+        """End of input: the uploader makes a last pass and exits (or is stopped)."""
+        with self._process_lock:
+            process, self._process = self._process, None
+        if process is None:
+            return
+        with suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:  # segments left stay on disk for the next start
+            process.terminate()
+            process.wait()
 
 
 TENSOR_FIELDS = ("inputs", "outputs")

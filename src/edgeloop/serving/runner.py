@@ -12,6 +12,7 @@ from edgeloop.serving.package import Verifier
 from edgeloop.serving.pins import reset_pins
 from edgeloop.serving.repository import ensure_token
 from edgeloop.serving.server import ModelServer
+from edgeloop.serving.uploader import UploaderCommand
 from edgeloop.store import ObjectStore, open_store
 from edgeloop.store.journaled import JournaledStore
 
@@ -29,7 +30,14 @@ def capture_store(config: ServeConfig) -> ObjectStore | None:
 def build_app(config: ServeConfig, *, verify: Verifier | None = None) -> ServingApp:
     """The ASGI app for `config` (the token file is created when missing)."""
     token, _ = ensure_token(config.resolved_token_file)
-    server = ModelServer(config, capture_store=capture_store(config), verify=verify)
+    uploader = (
+        UploaderCommand(config.capture_to, config.site, config.journal)
+        if config.capture_to is not None
+        else None
+    )
+    server = ModelServer(
+        config, capture_store=capture_store(config), verify=verify, uploader=uploader
+    )
     return ServingApp(server, token)
 
 

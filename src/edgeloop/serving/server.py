@@ -25,6 +25,7 @@ from edgeloop.serving.priority import BACKGROUND_NICE, lower_priority
 from edgeloop.serving.repository import scan_repository, version_path
 from edgeloop.serving.runtimes import RuntimeOptions
 from edgeloop.serving.slot import HotSwapSlot, ModelVersion, SwapOutcome, prepare_version
+from edgeloop.serving.uploader import UploaderCommand
 from edgeloop.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,10 @@ class ModelServer:
         capture_store: ObjectStore | None = None,
         verify: Verifier | None = None,
         metrics: ServingMetrics | None = None,
+        uploader: UploaderCommand | None = None,
     ) -> None:
         self.config = config
+        self.uploader = uploader  # None: capture uploads from a thread of this process
         self.metrics = metrics or ServingMetrics()
         self.verify = verify
         self.slots: dict[str, HotSwapSlot] = {}
@@ -98,6 +101,7 @@ class ModelServer:
                 ),
                 self.capture_store,
                 self.metrics,
+                uploader=self.uploader,
             )
         for path in self.config.model_dirs:
             try:
