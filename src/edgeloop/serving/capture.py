@@ -3,7 +3,8 @@ written as Parquet batches to the site's store.
 
 The request path encodes a record's spool line and offers it to a bounded queue (never
 blocks, never raises); a writer thread appends to the spool and fsyncs in batches; an
-uploader thread (at the lowest CPU priority) turns sealed spool segments into
+uploader (a process of its own, uploader.py, or a thread for a store given as an object; at
+the lowest CPU priority either way) turns sealed spool segments into
 `captures/<model>/<site>/<yyyy>/<mm>/<dd>/<batch-id>.parquet` (and `labels/...`) and
 deletes a segment only after all its batches are stored.
 """
