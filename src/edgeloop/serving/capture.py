@@ -247,27 +247,23 @@ class CaptureWriter:
             self._poke()
 
     def _poke(self) -> None:
-        """Tell the uploader process a segment was sealed (start a new one if it died)."""
+        """Tell the uploader process a segment was sealed."""
         with self._process_lock:
             process = self._process
             if process is None or process.stdin is None:
                 return
-            try:
+            with suppress(OSError):  # it died: _follow_uploader starts another
                 process.stdin.write(b"\n")
                 process.stdin.flush()
-            except OSError:  # it died: the next one uploads what it left
-                log.warning("the capture uploader process exited; starting another")
-                process.wait()
-                self._start_process()
 
     # -- the uploader process ----------------------------------------------------------
     def _follow_uploader(self) -> None:
-        """Count what the uploader process reports, until it exits."""
+        """Count what the uploader process reports; start another if it dies before stop."""
         while True:
             with self._process_lock:
                 process = self._process
             if process is None or process.stdout is None:
-                return
+                return  # stopped
             for line in process.stdout:
                 try:
                     report = orjson.loads(line)
@@ -282,8 +278,14 @@ class CaptureWriter:
                     self.metrics.upload_errors.inc()
             process.wait()
             with self._process_lock:
-                if self._process is process:  # stopped, not replaced by _poke
-                    return
+                if self._process is not process:
+                    continue  # stopped meanwhile
+            log.warning("the capture uploader process exited (%s); starting another",
+                        process.returncode)  # fmt: skip
+            self._stop.wait(self.config.retry_seconds)  # no tight loop if it cannot start
+            with self._process_lock:
+                if self._process is process:
+                    self._start_process()
 
     # -- the uploader thread -----------------------------------------------------------
     def _upload_loop(self) -> None:
