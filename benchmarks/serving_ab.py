@@ -6,10 +6,12 @@ pinned to CPU 0, wrk on CPU 1).
            5 s at 16 connections; the ratio is the median of per-round ratios to "off".
   swaps    20 hot swaps during a steady 500 req/s, repeated: p99 while swapping over
            steady p99, one figure per run (the full benchmark measures one run).
+  single   single-row throughput of edgeloop against the raw reference, alternating, 4 s
+           rounds at 16 connections (the full benchmark's first comparison, alone).
 
-    .venv/bin/python benchmarks/serving_ab.py [capture|swaps] [--rounds N] [--server S]
+    .venv/bin/python benchmarks/serving_ab.py [capture|swaps|single] [--rounds N] [--server S]
 
-Writes benchmarks/results/serving_ab.json.
+Writes benchmarks/results/serving_ab-<what>.json (one file per kind of run).
 """
 
 from __future__ import annotations
@@ -80,10 +82,23 @@ def swaps(work: Path, repo: Path, server: str, rounds: int) -> dict[str, Any]:
             "above_2": sum(r > 2 for r in ratios)}  # fmt: skip
 
 
+def single_row(work: Path, repo: Path, server: str, rounds: int) -> dict[str, Any]:
+    model = repo / "bench" / "1" / "model.onnx"
+    result = bench.alternate(
+        "reference", lambda: bench.reference(work, model, server),
+        "edgeloop", lambda: bench.edgeloop(work, repo, server),
+        bench.body_file(work, 1), rounds, 4,
+    )  # fmt: skip
+    print("rounds:", [round(r, 2) for r in result["ratios"]], flush=True)
+    return {"ratios": result["ratios"], "ratio_median": result["ratio_median"]}
+
+
 def main() -> None:
     bench.pin_to_client_cpu()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=("capture", "swaps", "both"), default="both")
+    parser.add_argument(
+        "what", nargs="?", choices=("capture", "swaps", "single", "both"), default="both"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     args = parser.parse_args()
@@ -97,13 +112,17 @@ def main() -> None:
             results["capture"] = capture_split(work, repo, args.server, args.rounds)
         if args.what in ("swaps", "both"):
             results["swaps"] = swaps(work, repo, args.server, args.rounds)
+        if args.what == "single":
+            results["single_row"] = single_row(work, repo, args.server, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    (bench.RESULTS / "serving_ab.json").write_text(json.dumps(results, indent=2))
+    (bench.RESULTS / f"serving_ab-{args.what}.json").write_text(json.dumps(results, indent=2))
     print(json.dumps({k: v for k, v in results.items() if k in ("server", "rounds")}))
     if "capture" in results:
         print("capture ratio to off:", results["capture"]["ratio_to_off"])
+    if "single_row" in results:
+        print("single-row ratio to the reference:", results["single_row"]["ratio_median"])
     if "swaps" in results:
         print("swap p99 ratio median:", results["swaps"]["p99_ratio_median"],
               "runs above 2:", results["swaps"]["above_2"])  # fmt: skip

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from edgeloop.serving.capture import _columnar_tables, _record_tables, spool_line, upload_segment
 from edgeloop.serving.oip import encode_outputs
 from edgeloop.store import MemoryStore
+from edgeloop.testing.serving import capture_record
 
 T0 = 1_790_000_000.0  # 2026-09-21 UTC
 DAY = 86_400.0
@@ -22,15 +23,10 @@ DAY = 86_400.0
 
 def _capture(i: int, t: float, model: str = "demo", encoded: bool = True) -> dict[str, Any]:
     outputs = {"label": np.array([i % 2]), "p": np.array([[0.25, 0.75]], dtype=np.float32)}
-    return {
-        "request_id": f"r{i}",
-        "time": t,
-        "model": model,
-        "version": 3,
-        "inputs": {"input": np.array([[i, i + 0.5]], dtype=np.float32)},
-        "outputs": encode_outputs(outputs) if encoded else outputs,
-        "latency_ms": 0.75 + i,
-    }
+    return capture_record(
+        i, t, model=model, version=3, latency_ms=0.75 + i,
+        outputs=encode_outputs(outputs) if encoded else outputs,
+    )  # fmt: skip
 
 
 def _rows(store: MemoryStore) -> dict[str, list[dict[str, Any]]]:

@@ -9,31 +9,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from edgeloop.errors import StoreUnavailable
-from edgeloop.serving.capture import CaptureConfig, CaptureWriter, FullPolicy, upload_segment
+from edgeloop.serving.capture import (
+    CaptureConfig,
+    CaptureWriter,
+    FullPolicy,
+    UploaderCommand,
+    upload_segment,
+)
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.priority import BACKGROUND_NICE
 from edgeloop.serving.spool import Spool
 from edgeloop.store import LocalStore, MemoryStore, ObjectStore
-from edgeloop.testing.serving import wait_for
+from edgeloop.testing.serving import capture_record, wait_for
 
 T0 = 1_790_000_000.0  # 2026-09-21 UTC
 
 
 def _record(i: int, model: str = "demo", t: float = T0) -> dict[str, Any]:
-    return {
-        "request_id": f"r{i}",
-        "time": t,
-        "model": model,
-        "version": 2,
-        "inputs": {"input": np.array([[i, i + 0.5]], dtype=np.float32)},
-        "outputs": {"label": np.array([i % 2])},
-        "latency_ms": 1.5,
-    }
+    return capture_record(i, t, model=model)
 
 
 def _rows(store: ObjectStore, prefix: str = "") -> list[dict[str, Any]]:
@@ -203,13 +200,12 @@ def test_an_uploader_process_uploads_journals_and_is_replaced_when_it_dies(
 ) -> None:
     from edgeloop.journal import SQLiteJournal
     from edgeloop.model.events import EventType
-    from edgeloop.serving.uploader import UploaderCommand
 
     store = LocalStore(tmp_path / "store")
     journal = tmp_path / "journal.db"
     metrics = ServingMetrics()
     command = UploaderCommand(store.url, "shop-1", str(journal), retry_seconds=0.1)
-    writer = CaptureWriter(_config(tmp_path), store, metrics, uploader=command)
+    writer = CaptureWriter(_config(tmp_path), command, metrics)
     assert writer._process is not None and writer._process.pid != os.getpid()
     for i in range(5):
         assert writer.offer(_record(i))
@@ -227,3 +223,20 @@ def test_an_uploader_process_uploads_journals_and_is_replaced_when_it_dies(
     assert metrics.uploaded._value.get() >= 5  # reported back by the processes
     events = SQLiteJournal(journal).read(0, types=[EventType.OBJECT_CREATED])
     assert {e.event.subject for e in events} == {info.key for info in store.list("captures/")}
+
+
+def test_captures_go_to_an_uploader_process_unless_the_store_lives_in_memory(
+    tmp_path: Path,
+) -> None:
+    from edgeloop.errors import InvalidKeyError
+    from edgeloop.serving.config import ServeConfig
+    from edgeloop.serving.runner import capture_target
+
+    def target(url: str | None) -> object:
+        return capture_target(ServeConfig(state_dir=tmp_path, capture_to=url, site="s"))
+
+    assert target(None) is None
+    assert target(f"file://{tmp_path}/store") == UploaderCommand(f"file://{tmp_path}/store", "s")
+    assert isinstance(target("memory://captures"), MemoryStore)  # only this process has it
+    with pytest.raises(InvalidKeyError):
+        target("ftp://nowhere/x")  # refused at start, not by a process retrying forever

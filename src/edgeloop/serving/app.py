@@ -200,7 +200,7 @@ class ServingApp:
             request = parse_infer_request(body, active.input_schema)
             outputs = active.batcher.infer_now(request.inputs)
             if outputs is None:
-                outputs = await active.infer(request.inputs)
+                outputs = await active.batcher.enqueue(request.inputs)
             request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
             # A captured request keeps the outputs' JSON, encoded once for both.
             encoded = encode_outputs(outputs) if capturing else None

@@ -79,6 +79,10 @@ class MicroBatcher:
         outputs = self.infer_now(inputs)
         if outputs is not None:
             return outputs
+        return await self.enqueue(inputs)
+
+    async def enqueue(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The outputs of a request that `infer_now` turned away: queued, run in a batch."""
         rows = _rows(inputs)
         if self.queued_rows + rows > self.config.max_queue_rows and self.queue:
             raise ServerOverloaded(

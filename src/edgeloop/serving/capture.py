@@ -15,10 +15,11 @@ import io
 import logging
 import random
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,9 +37,8 @@ import pyarrow.parquet as pq
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import encode_tensor
 from edgeloop.serving.priority import lower_priority
-from edgeloop.serving.spool import Spool
-from edgeloop.serving.uploader import UploaderCommand
-from edgeloop.store import ObjectStore
+from edgeloop.serving.spool import Spool, sealed_segments
+from edgeloop.store import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -120,24 +120,55 @@ class LineQueue:
         return not self._items
 
 
+@dataclass(frozen=True)
+class UploaderCommand:
+    """Where an uploader process (uploader.py) writes one site's capture batches."""
+
+    store_url: str
+    site: str
+    journal: str | None = None  # a journal URL or path; each batch is journaled there
+    retry_seconds: float = 5.0
+
+    def argv(self, spool_dir: Path) -> list[str]:
+        args = [sys.executable, "-m", "edgeloop.serving.uploader", "--spool", str(spool_dir),
+                "--store", self.store_url, "--site", self.site,
+                "--retry-seconds", str(self.retry_seconds)]  # fmt: skip
+        if self.journal is not None:
+            args += ["--journal", self.journal]
+        return args
+
+
+def open_capture_store(url: str, site: str, journal: str | None) -> ObjectStore:
+    """The store capture batches go to; with a journal, each batch is journaled too."""
+    from edgeloop.journal import JournalSink, open_journal
+    from edgeloop.store.journaled import JournaledStore
+
+    store = open_store(url)
+    if journal is not None:
+        return JournaledStore(store, JournalSink(open_journal(journal)), site)
+    return store
+
+
 class CaptureWriter:
-    """Owns the queue, the spool, and the writer and uploader threads."""
+    """Owns the queue, the spool, the writer thread and the uploader.
+
+    `target` says where sealed segments go: an UploaderCommand has a process of its own
+    upload them (uploader.py); a store object (one with no URL, as in tests) has a thread of
+    this process do it.
+    """
 
     def __init__(
         self,
         config: CaptureConfig,
-        store: ObjectStore,
+        target: ObjectStore | UploaderCommand,
         metrics: ServingMetrics,
         *,
         start: bool = True,
-        uploader: UploaderCommand | None = None,
     ) -> None:
         self.config = config
-        self.store = store
         self.metrics = metrics
-        # With a command, sealed segments are uploaded by a process of its own (uploader.py);
-        # without one (a store object with no URL, as in tests), by a thread of this one.
-        self.uploader = uploader
+        self.uploader = target if isinstance(target, UploaderCommand) else None
+        self.store = None if isinstance(target, UploaderCommand) else target
         self._process: subprocess.Popen[bytes] | None = None
         self._process_lock = threading.Lock()
         self.queue = LineQueue(config.queue_size)
@@ -145,7 +176,7 @@ class CaptureWriter:
         self._stop = threading.Event()
         self._sealed = threading.Event()
         self._sealed.set()  # recovered segments wait for upload
-        upload = self._upload_loop if uploader is None else self._follow_uploader
+        upload = self._upload_loop if self.uploader is None else self._follow_uploader
         self._threads = [
             threading.Thread(target=self._write_loop, name="capture-spool", daemon=True),
             threading.Thread(target=upload, name="capture-upload", daemon=True),
@@ -270,12 +301,9 @@ class CaptureWriter:
                 except orjson.JSONDecodeError:
                     continue
                 if "uploaded" in report:
-                    self._spool_bytes = self.spool.size_bytes()
-                    self.metrics.spool_bytes.set(self._spool_bytes)
-                    self.metrics.uploaded.inc(report["uploaded"])
+                    self._uploaded(report["segment"], report["uploaded"])
                 elif "error" in report:
-                    log.warning("capture upload failed, will retry: %s", report["error"])
-                    self.metrics.upload_errors.inc()
+                    self._upload_failed(report["error"])
             process.wait()
             with self._process_lock:
                 if self._process is not process:
@@ -303,18 +331,21 @@ class CaptureWriter:
 
     def upload_sealed(self) -> bool:
         """Upload every sealed segment, oldest first; False if one failed (it stays)."""
-        for segment in self.spool.sealed():
-            try:
-                count = upload_segment(segment, self.store, self.config.site)
-            except Exception as exc:  # the store is down or refused: keep the segment
-                log.warning("capture upload of %s failed, will retry: %s", segment.name, exc)
-                self.metrics.upload_errors.inc()
-                return False
-            segment.unlink()
-            self._spool_bytes = self.spool.size_bytes()
-            self.metrics.spool_bytes.set(self._spool_bytes)
-            self.metrics.uploaded.inc(count)
-        return True
+        assert self.store is not None  # the thread path
+        error = upload_sealed_segments(self.spool.dir, self.store, self.config.site,
+                                       self._uploaded)  # fmt: skip
+        if error is not None:
+            self._upload_failed(error)
+        return error is None
+
+    def _uploaded(self, segment: str, records: int) -> None:
+        self._spool_bytes = self.spool.size_bytes()
+        self.metrics.spool_bytes.set(self._spool_bytes)
+        self.metrics.uploaded.inc(records)
+
+    def _upload_failed(self, error: str) -> None:
+        log.warning("capture upload failed, will retry: %s", error)
+        self.metrics.upload_errors.inc()
 
     def close(self, upload_timeout: float = 5.0) -> None:
         """Spool what is queued, seal, and try to upload for up to `upload_timeout` seconds."""
@@ -391,6 +422,25 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def upload_sealed_segments(
+    spool_dir: Path, store: ObjectStore, site: str, uploaded: Callable[[str, int], None]
+) -> str | None:
+    """Upload every sealed segment of a spool directory, oldest first, deleting each once
+    stored and then calling `uploaded(segment name, records)`; the error that stopped the
+    pass (that segment stays), or None. Used by the uploader thread and process alike."""
+    for segment in sealed_segments(spool_dir):
+        try:
+            count = upload_segment(segment, store, site)
+        except FileNotFoundError:
+            continue  # dropped by the spool writer to make room meanwhile
+        except Exception as exc:  # the store is down or refused: keep the segment
+            return f"{segment.name}: {type(exc).__name__}: {exc}"
+        with suppress(FileNotFoundError):
+            segment.unlink()
+        uploaded(segment.name, count)
+    return None
+
+
 def upload_segment(segment: Path, store: ObjectStore, site: str) -> int:
     """Write a sealed segment's records as Parquet batches; return how many records."""
     batch_id = segment.stem
@@ -435,59 +485,69 @@ def _columnar_tables(data: bytes, site: str, batch_id: str) -> tuple[dict[GroupK
 
     tables: dict[GroupKey, list[pa.Table]] = defaultdict(list)
     count = 0
-    if data:
-        lines = pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(
-                column_names=["meta", *TENSOR_FIELDS], use_threads=False, block_size=1 << 24
-            ),
-            parse_options=pa_csv.ParseOptions(
-                delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=other
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in ("meta", *TENSOR_FIELDS)}
-            ),
-        )
-        if lines.num_rows:
-            metas = "\n".join(lines.column("meta").to_pylist()).encode()
-            meta = pa_json.read_json(
-                io.BytesIO(metas),
-                read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 24),
-                parse_options=pa_json.ParseOptions(
-                    explicit_schema=_META_SCHEMA, unexpected_field_behavior="ignore"
-                ),
-            )
-            if meta.num_rows != lines.num_rows:
-                raise ValueError("meta and tensor fields do not pair up")
-            times = _utc_micros(meta.column("time"))
-            rows = lines.num_rows
-            table = pa.table(
-                {
-                    "time": times,
-                    "request_id": meta.column("request_id"),
-                    "site": pa.repeat(pa.scalar(site, pa.string()), rows),
-                    "model": meta.column("model"),
-                    "version": pc.cast(meta.column("version"), pa.string()),
-                    "inputs": lines.column("inputs"),
-                    "outputs": lines.column("outputs"),
-                    "latency_ms": pc.fill_null(meta.column("latency_ms"), 0.0),
-                    "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), rows),
-                },
-                schema=CAPTURE_SCHEMA,
-            )
-            if table.column("request_id").null_count or table.column("model").null_count:
-                raise ValueError("a capture line lacks its request_id or model")
-            pair, groups = _model_days(table.column("model"), times)
-            for pair_key, (model, day) in groups.items():
-                part = table if pair is None else table.filter(pc.equal(pair, pair_key))
-                tables[("captures", model, day)].append(part)
-            count += rows
+    lines = _split_lines(data, other) if data else None
+    if lines is not None and lines.num_rows:
+        table = _capture_table(lines, site, batch_id)
+        pair, groups = _model_days(table.column("model"), table.column("time"))
+        for pair_key, (model, day) in groups.items():
+            part = table if pair is None else table.filter(pc.equal(pair, pair_key))
+            tables[("captures", model, day)].append(part)
+        count += lines.num_rows
     if others:
         rest, more = _record_tables(others, site, batch_id, None)
         count += more
         for key, table in rest.items():
             tables[key].append(table)
     return {key: pa.concat_tables(parts) for key, parts in tables.items()}, count
+
+
+def _split_lines(data: bytes, other: Callable[[Any], str]) -> pa.Table:
+    """A segment's lines as three string columns (meta, inputs, outputs); lines with
+    another number of fields go to `other`."""
+    return pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=pa_csv.ReadOptions(
+            column_names=["meta", *TENSOR_FIELDS], use_threads=False, block_size=1 << 24
+        ),
+        parse_options=pa_csv.ParseOptions(
+            delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=other
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in ("meta", *TENSOR_FIELDS)}
+        ),
+    )
+
+
+def _capture_table(lines: pa.Table, site: str, batch_id: str) -> pa.Table:
+    """The capture rows of split lines: the meta column parsed as JSON, in CAPTURE_SCHEMA."""
+    metas = "\n".join(lines.column("meta").to_pylist()).encode()
+    meta = pa_json.read_json(
+        io.BytesIO(metas),
+        read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 24),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=_META_SCHEMA, unexpected_field_behavior="ignore"
+        ),
+    )
+    if meta.num_rows != lines.num_rows:
+        raise ValueError("meta and tensor fields do not pair up")
+    rows = lines.num_rows
+    table = pa.table(
+        {
+            "time": _utc_micros(meta.column("time")),
+            "request_id": meta.column("request_id"),
+            "site": pa.repeat(pa.scalar(site, pa.string()), rows),
+            "model": meta.column("model"),
+            "version": pc.cast(meta.column("version"), pa.string()),
+            "inputs": lines.column("inputs"),
+            "outputs": lines.column("outputs"),
+            "latency_ms": pc.fill_null(meta.column("latency_ms"), 0.0),
+            "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), rows),
+        },
+        schema=CAPTURE_SCHEMA,
+    )
+    if table.column("request_id").null_count or table.column("model").null_count:
+        raise ValueError("a capture line lacks its request_id or model")
+    return table
 
 
 MICROS_PER_DAY = 86_400_000_000
@@ -504,23 +564,26 @@ def _model_days(
     micros = times.cast(pa.int64())
     bounds = pc.min_max(micros)
     first, last = bounds["min"].as_py(), bounds["max"].as_py()
-    if first < 0:  # before 1970: integer division would round toward zero
-        pair = pc.binary_join_element_wise(models, pc.strftime(times, format="%Y/%m/%d"), "\n")
-        return pair, {key: tuple(key.split("\n")) for key in pc.unique(pair).to_pylist()}
     if first // MICROS_PER_DAY == last // MICROS_PER_DAY and pc.count_distinct(models).as_py() == 1:
         # The usual segment: one model, one day; no key per row needed.
         model = models[0].as_py()
-        day = datetime.fromtimestamp(first // MICROS_PER_DAY * 86400, UTC).strftime("%Y/%m/%d")
-        key = f"{model}\n{day}"
-        return None, {key: (model, day)}
-    days = pc.cast(pc.divide(micros, MICROS_PER_DAY), pa.string())
-    pair = pc.binary_join_element_wise(models, days, "\n")
+        day = _day_text(first // MICROS_PER_DAY)
+        return None, {f"{model}\n{day}": (model, day)}
+    # Days since the epoch, rounded down (also before 1970, where integer division would
+    # round toward zero); exact in a double for any time a clock gives.
+    days = pc.floor(pc.divide(pc.cast(micros, pa.float64()), MICROS_PER_DAY))
+    pair = pc.binary_join_element_wise(
+        models, pc.cast(pc.cast(days, pa.int64()), pa.string()), "\n"
+    )
     groups = {}
     for key in pc.unique(pair).to_pylist():
         model, number = key.split("\n")
-        day = datetime.fromtimestamp(int(number) * 86400, UTC).strftime("%Y/%m/%d")
-        groups[key] = (model, day)
+        groups[key] = (model, _day_text(int(number)))
     return pair, groups
+
+
+def _day_text(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86400, UTC).strftime("%Y/%m/%d")
 
 
 def _utc_micros(seconds: pa.ChunkedArray) -> pa.ChunkedArray:

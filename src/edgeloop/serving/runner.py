@@ -5,39 +5,31 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeloop.journal import JournalSink, open_journal
 from edgeloop.serving.app import ServingApp
+from edgeloop.serving.capture import UploaderCommand, open_capture_store
 from edgeloop.serving.config import SERVE_CONFIG_ENV, ServeConfig
 from edgeloop.serving.package import Verifier
 from edgeloop.serving.pins import reset_pins
 from edgeloop.serving.repository import ensure_token
 from edgeloop.serving.server import ModelServer
-from edgeloop.serving.uploader import UploaderCommand
-from edgeloop.store import ObjectStore, open_store
-from edgeloop.store.journaled import JournaledStore
+from edgeloop.store import ObjectStore, parse_store_url
 
 
-def capture_store(config: ServeConfig) -> ObjectStore | None:
-    """The store captures go to; with a journal, wrapped so each batch is journaled."""
+def capture_target(config: ServeConfig) -> ObjectStore | UploaderCommand | None:
+    """Where captures go: an uploader process for a store it can open by URL (the URL is
+    checked here, so a bad one stops the server at start); a `memory://` store exists in
+    this process only, so a thread of it uploads there."""
     if config.capture_to is None:
         return None
-    store = open_store(config.capture_to)
-    if config.journal is not None:
-        return JournaledStore(store, JournalSink(open_journal(config.journal)), config.site)
-    return store
+    if parse_store_url(config.capture_to).scheme == "memory":
+        return open_capture_store(config.capture_to, config.site, config.journal)
+    return UploaderCommand(config.capture_to, config.site, config.journal)
 
 
 def build_app(config: ServeConfig, *, verify: Verifier | None = None) -> ServingApp:
     """The ASGI app for `config` (the token file is created when missing)."""
     token, _ = ensure_token(config.resolved_token_file)
-    uploader = (
-        UploaderCommand(config.capture_to, config.site, config.journal)
-        if config.capture_to is not None
-        else None
-    )
-    server = ModelServer(
-        config, capture_store=capture_store(config), verify=verify, uploader=uploader
-    )
+    server = ModelServer(config, capture_target=capture_target(config), verify=verify)
     return ServingApp(server, token)
 
 

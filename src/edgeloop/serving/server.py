@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeloop.errors import PackageError, ServingError
 from edgeloop.serving.batching import BatchingConfig
-from edgeloop.serving.capture import CaptureConfig, CaptureWriter
+from edgeloop.serving.capture import CaptureConfig, CaptureWriter, UploaderCommand
 from edgeloop.serving.config import ServeConfig
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.package import Verifier
@@ -25,7 +25,6 @@ from edgeloop.serving.priority import BACKGROUND_NICE, lower_priority
 from edgeloop.serving.repository import scan_repository, version_path
 from edgeloop.serving.runtimes import RuntimeOptions
 from edgeloop.serving.slot import HotSwapSlot, ModelVersion, SwapOutcome, prepare_version
-from edgeloop.serving.uploader import UploaderCommand
 from edgeloop.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -52,13 +51,11 @@ class ModelServer:
         self,
         config: ServeConfig,
         *,
-        capture_store: ObjectStore | None = None,
+        capture_target: ObjectStore | UploaderCommand | None = None,
         verify: Verifier | None = None,
         metrics: ServingMetrics | None = None,
-        uploader: UploaderCommand | None = None,
     ) -> None:
         self.config = config
-        self.uploader = uploader  # None: capture uploads from a thread of this process
         self.metrics = metrics or ServingMetrics()
         self.verify = verify
         self.slots: dict[str, HotSwapSlot] = {}
@@ -77,7 +74,7 @@ class ModelServer:
             inter_op_threads=config.inter_op_threads,
             trusted_types=tuple(config.trusted_types),
         )
-        self.capture_store = capture_store
+        self.capture_target = capture_target  # where captures go; None: no capture
         self.capture: CaptureWriter | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._load_lock = asyncio.Lock()
@@ -87,7 +84,7 @@ class ModelServer:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Start capture, load the initial models, and watch the repository."""
-        if self.capture_store is not None:
+        if self.capture_target is not None:
             self.capture = CaptureWriter(
                 CaptureConfig(
                     spool_dir=self.config.spool_dir,
@@ -99,9 +96,8 @@ class ModelServer:
                     batch_records=self.config.capture_batch_records,
                     batch_seconds=self.config.capture_batch_seconds,
                 ),
-                self.capture_store,
+                self.capture_target,
                 self.metrics,
-                uploader=self.uploader,
             )
         for path in self.config.model_dirs:
             try:

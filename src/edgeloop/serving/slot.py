@@ -49,7 +49,6 @@ class ModelVersion:
         self.batcher = MicroBatcher(
             runtime.predict, batching, batchable=batchable, on_batch=on_batch
         )
-        self.infer = self.batcher.infer
 
 
 @dataclass

@@ -47,7 +47,7 @@ class Spool:
 
     def sealed(self) -> list[Path]:
         """Sealed segments, oldest first."""
-        return sorted(self.dir.glob(f"*{SEALED_SUFFIX}"))
+        return sealed_segments(self.dir)
 
     def size_bytes(self) -> int:
         total = 0
@@ -98,6 +98,11 @@ class Spool:
     def close(self) -> None:
         self.seal()
         self._lock.close()
+
+
+def sealed_segments(directory: Path) -> list[Path]:
+    """The sealed segments of a spool slot directory, oldest first."""
+    return sorted(directory.glob(f"*{SEALED_SUFFIX}"))
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

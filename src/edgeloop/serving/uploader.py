@@ -14,58 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import select
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
+from edgeloop.serving.capture import open_capture_store, upload_sealed_segments
 from edgeloop.serving.priority import BACKGROUND_NICE
-from edgeloop.serving.spool import SEALED_SUFFIX
-
-log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class UploaderCommand:
-    """How to start an uploader process for one site's capture store."""
-
-    store_url: str
-    site: str
-    journal: str | None = None  # a journal URL or path
-    retry_seconds: float = 5.0
-
-    def argv(self, spool_dir: Path) -> list[str]:
-        args = [sys.executable, "-m", "edgeloop.serving.uploader", "--spool", str(spool_dir),
-                "--store", self.store_url, "--site", self.site,
-                "--retry-seconds", str(self.retry_seconds)]  # fmt: skip
-        if self.journal is not None:
-            args += ["--journal", self.journal]
-        return args
-
-
-def upload_pass(spool_dir: Path, store: object, site: str) -> tuple[int, str | None]:
-    """Upload every sealed segment, oldest first; (segments uploaded, the error that stopped
-    the pass or None)."""
-    from edgeloop.serving.capture import upload_segment
-
-    done = 0
-    for segment in sorted(spool_dir.glob(f"*{SEALED_SUFFIX}")):
-        try:
-            count = upload_segment(segment, store, site)  # type: ignore[arg-type]
-        except FileNotFoundError:
-            continue  # dropped by the server to make room meanwhile
-        except Exception as exc:  # the store is down or refused: the segment stays
-            return done, f"{segment.name}: {type(exc).__name__}: {exc}"
-        with suppress(FileNotFoundError):
-            segment.unlink()
-        print(json.dumps({"uploaded": count, "segment": segment.name}), flush=True)
-        done += 1
-    return done, None
+def _report(segment: str, records: int) -> None:
+    print(json.dumps({"uploaded": records, "segment": segment}), flush=True)
 
 
 def _wait_for_word(timeout: float) -> bool:
@@ -86,16 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with suppress(OSError, AttributeError):  # batches can wait, requests cannot
         os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICE)
-    from edgeloop.journal import JournalSink, open_journal
-    from edgeloop.store import open_store
-    from edgeloop.store.journaled import JournaledStore
-
-    store = open_store(args.store)
-    if args.journal is not None:
-        store = JournaledStore(store, JournalSink(open_journal(args.journal)), args.site)
+    store = open_capture_store(args.store, args.site, args.journal)
     running = True
     while True:
-        _, error = upload_pass(args.spool, store, args.site)
+        error = upload_sealed_segments(args.spool, store, args.site, _report)
         if error is not None:
             print(json.dumps({"error": error}), flush=True)
         if not running:

@@ -93,6 +93,23 @@ class Doubler(BaseEstimator, TransformerMixin):
         return np.asarray(x) * 2
 
 
+def capture_record(
+    i: int, t: float, *, model: str = "demo", version: int = 2, outputs: Any = None,
+    latency_ms: float = 1.5,
+) -> dict[str, Any]:  # fmt: skip
+    """A capture record as the server offers it: request `r<i>` at time `t`, a two-value
+    input that depends on `i`, and `outputs` (default: a label array)."""
+    return {
+        "request_id": f"r{i}",
+        "time": t,
+        "model": model,
+        "version": version,
+        "inputs": {"input": np.array([[i, i + 0.5]], dtype=np.float32)},
+        "outputs": {"label": np.array([i % 2])} if outputs is None else outputs,
+        "latency_ms": latency_ms,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
