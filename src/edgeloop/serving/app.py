@@ -406,13 +406,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    message = await receive()
+    if not message.get("more_body") and message["type"] == "http.request":
+        # The whole body in one message (the common case): no header scan, no join.
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise HTTPError(413, f"request body is over the {limit} byte limit")
+        return body
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPError(413, f"request body of {declared} bytes is over the {limit} byte limit")
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise HTTPError(400, "client disconnected")
         chunk = message.get("body", b"")
@@ -422,7 +428,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message = await receive()
+    return b"".join(chunks)
 
 
 async def _respond(
