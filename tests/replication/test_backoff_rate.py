@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from edgeloop.backoff import Backoff
 from edgeloop.errors import ReplicationError
-from edgeloop.replication.backoff import Backoff
 from edgeloop.replication.rate import TokenBucket, parse_rate
 
 

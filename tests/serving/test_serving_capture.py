@@ -225,6 +225,33 @@ def test_an_uploader_process_uploads_journals_and_is_replaced_when_it_dies(
     assert {e.event.subject for e in events} == {info.key for info in store.list("captures/")}
 
 
+def test_an_uploader_process_that_keeps_dying_is_restarted_after_growing_delays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from edgeloop.serving.capture import UPLOADER_RESTART_CAP
+
+    caplog.set_level(logging.WARNING, logger="edgeloop.serving.capture")
+
+    def delays() -> list[float]:
+        return [float(r.args[1]) for r in caplog.records  # type: ignore[index]
+                if "uploader process exited" in r.getMessage()]  # fmt: skip
+
+    # A store URL the uploader cannot open: every process it starts exits at once.
+    command = UploaderCommand("ftp://nowhere/x", "shop-1")
+    writer = CaptureWriter(_config(tmp_path, retry_seconds=0.1), command, ServingMetrics())
+    try:
+        wait_for(lambda: len(delays()) >= 4, timeout=60)
+        assert writer.offer(_record(1))  # requests still get their records spooled
+    finally:
+        writer.close()
+    for attempt, delay in enumerate(delays()[:4]):
+        bound = min(UPLOADER_RESTART_CAP, 0.1 * 2**attempt)
+        assert bound / 2 <= delay <= bound  # doubling, jittered in [half, all] of the bound
+    assert writer.spool.sealed() or writer.spool.size_bytes() > 0  # kept for a later start
+
+
 def test_captures_go_to_an_uploader_process_unless_the_store_lives_in_memory(
     tmp_path: Path,
 ) -> None:

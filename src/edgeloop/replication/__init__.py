@@ -6,7 +6,7 @@ listing passes for objects written by anyone else; see docs/replication.md.
 
 from __future__ import annotations
 
-from edgeloop.replication.backoff import Backoff
+from edgeloop.backoff import Backoff
 from edgeloop.replication.ledger import Ledger
 from edgeloop.replication.progress import (
     JsonReporter,

@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice, takewhile
 
+from edgeloop.backoff import Backoff
 from edgeloop.errors import ReplicationError
 from edgeloop.journal.base import EventSink, Journal
 from edgeloop.model.events import EventType
-from edgeloop.replication.backoff import Backoff
 from edgeloop.replication.copier import (
     NOT_ATTEMPTED,
     CopyOutcome,

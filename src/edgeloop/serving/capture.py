@@ -34,6 +34,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from edgeloop.backoff import Backoff
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import encode_tensor
 from edgeloop.serving.priority import lower_priority
@@ -41,6 +42,9 @@ from edgeloop.serving.spool import Spool, sealed_segments
 from edgeloop.store import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
+
+# The longest wait between restarts of an uploader process that keeps dying at once.
+UPLOADER_RESTART_CAP = 300.0
 
 CAPTURE_SCHEMA = pa.schema(
     [
@@ -289,18 +293,25 @@ class CaptureWriter:
 
     # -- the uploader process ----------------------------------------------------------
     def _follow_uploader(self) -> None:
-        """Count what the uploader process reports; start another if it dies before stop."""
+        """Count what the uploader process reports; start another if it dies before stop.
+
+        Restarts back off (retry_seconds, doubling up to UPLOADER_RESTART_CAP, jittered) while
+        each replacement dies again without uploading, e.g. a store URL that cannot work.
+        """
+        failures = 0
         while True:
             with self._process_lock:
                 process = self._process
             if process is None or process.stdout is None:
                 return  # stopped
+            started = time.monotonic()
             for line in process.stdout:
                 try:
                     report = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue
                 if "uploaded" in report:
+                    failures = 0  # it worked: the next death is a fresh problem
                     self._uploaded(report["segment"], report["uploaded"])
                 elif "error" in report:
                     self._upload_failed(report["error"])
@@ -308,9 +319,15 @@ class CaptureWriter:
             with self._process_lock:
                 if self._process is not process:
                     continue  # stopped meanwhile
-            log.warning("the capture uploader process exited (%s); starting another",
-                        process.returncode)  # fmt: skip
-            self._stop.wait(self.config.retry_seconds)  # no tight loop if it cannot start
+            if time.monotonic() - started >= UPLOADER_RESTART_CAP:
+                failures = 0
+            backoff = Backoff(base=self.config.retry_seconds,
+                              cap=max(self.config.retry_seconds, UPLOADER_RESTART_CAP))  # fmt: skip
+            delay = backoff.delay(failures)
+            failures += 1
+            log.warning("the capture uploader process exited (%s); starting another in %.1f s",
+                        process.returncode, delay)  # fmt: skip
+            self._stop.wait(delay)  # no tight loop if it cannot start
             with self._process_lock:
                 if self._process is process:
                     self._start_process()
