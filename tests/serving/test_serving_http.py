@@ -105,6 +105,8 @@ def test_a_model_failing_on_a_request_gets_500_and_the_next_request_is_served(
     assert failed.status_code == 500 and failed.json() == {"error": "internal error: RuntimeError"}
     assert httpx.post(url, json=infer_body()).status_code == 200
     assert server.app._in_flight == 0  # the failed request gave its slot back
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'edgeloop_requests_total{model="demo",status="500"} 1.0' in metrics
 
 
 def test_oversized_streamed_body_without_length_is_refused(server: ThreadServer) -> None:

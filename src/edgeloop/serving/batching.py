@@ -64,14 +64,16 @@ class MicroBatcher:
         self._closed = False
         self._avg_batch = 1.0
 
-    def infer_now(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    def infer_now(
+        self, inputs: dict[str, np.ndarray], rows: int | None = None
+    ) -> dict[str, np.ndarray] | None:
         """The outputs at once when there is nothing to merge with (no hand-off, no await);
-        None when the request must go through `infer`."""
+        None when the request must go through `infer`. `rows`: the request's, if known."""
         if self.queue or self._waiting_for_batch:
             return None
         outputs = self.predict(inputs)
         if self.on_batch is not None:
-            self.on_batch(_rows(inputs))
+            self.on_batch(_rows(inputs) if rows is None else rows)
         return outputs
 
     async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

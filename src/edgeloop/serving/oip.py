@@ -37,11 +37,13 @@ ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 class InferRequest(NamedTuple):
-    """A parsed request: its id (None if the client gave none), input arrays, wanted outputs."""
+    """A parsed request: its id (None if the client gave none), input arrays, wanted outputs,
+    and its rows (the first input's leading dimension, 1 for a scalar input)."""
 
     id: str | None
     inputs: dict[str, np.ndarray]
     outputs: tuple[str, ...] | None
+    rows: int = 1
 
 
 def bad(message: str, status: int = 400) -> InferenceRequestError:
@@ -102,7 +104,13 @@ def parse_infer_request(body: bytes, specs: Sequence[TensorSpec] | InputSchema) 
         missing = [name for name in fields if name not in inputs]
         raise bad(f"missing inputs: {', '.join(missing)}; the model takes {list(fields)}")
     wanted = doc.get("outputs")
-    return InferRequest(request_id, inputs, None if wanted is None else _requested_outputs(wanted))
+    first = inputs[raw_inputs[0]["name"]]
+    return InferRequest(
+        request_id,
+        inputs,
+        None if wanted is None else _requested_outputs(wanted),
+        first.shape[0] if first.ndim else 1,
+    )
 
 
 Field = tuple[Datatype, list[int], "np.dtype[Any]"]
