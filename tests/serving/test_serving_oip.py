@@ -14,6 +14,8 @@ from edgeloop.model.manifest import Datatype, TensorSpec
 from edgeloop.serving.oip import (
     check_outputs,
     encode_infer_response,
+    encode_tensor,
+    encode_tensors,
     parse_infer_request,
 )
 
@@ -148,3 +150,31 @@ def test_check_outputs_catches_schema_mismatches() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             check_outputs(outputs, specs, rows=3)
+
+
+TENSOR_DTYPES = [np.bool_, np.uint8, np.int16, np.int32, np.int64, np.float16, np.float32,
+                 np.float64]  # fmt: skip
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(TENSOR_DTYPES).flatmap(
+        lambda dtype: arrays(dtype, st.lists(st.integers(0, 4), max_size=3).map(tuple))
+    ),
+    st.booleans(),
+    st.sampled_from(["input", "probabilities", 'ünïcode "quoted"']),
+)
+def test_tensor_json_is_the_same_bytes_as_encoding_each_tensor_whole(
+    array: np.ndarray, strided: bool, name: str
+) -> None:
+    # encode_tensors caches each (name, dtype, shape)'s JSON head; the bytes must not change,
+    # for views that are not contiguous either, and twice in a row (the cached head).
+    if strided and array.ndim and array.shape[-1] > 1:
+        array = array[..., ::2]
+    expected = orjson.dumps(
+        [encode_tensor(name, array), encode_tensor("second", array.reshape(-1))],
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+    tensors = {name: array, "second": array.reshape(-1)}
+    assert encode_tensors(tensors) == expected
+    assert encode_tensors(tensors) == expected

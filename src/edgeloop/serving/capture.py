@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from edgeloop.backoff import Backoff
 from edgeloop.serving.metrics import ServingMetrics
-from edgeloop.serving.oip import encode_tensor
+from edgeloop.serving.oip import encode_tensors
 from edgeloop.serving.priority import lower_priority
 from edgeloop.serving.spool import Spool, sealed_segments
 from edgeloop.store import ObjectStore, open_store
@@ -418,7 +418,8 @@ def spool_line(record: dict[str, Any]) -> bytes:
             parts.append(value)
             continue
         if isinstance(value, dict):
-            value = [encode_tensor(name, array) for name, array in value.items()]
+            parts.append(encode_tensors(value))
+            continue
         parts.append(
             orjson.dumps([] if value is None else value, option=orjson.OPT_SERIALIZE_NUMPY)
         )

@@ -225,9 +225,41 @@ def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
 
 def encode_outputs(outputs: dict[str, np.ndarray]) -> bytes:
     """The `outputs` list of a response as JSON (what capture keeps too)."""
-    return orjson.dumps(
-        [encode_tensor(name, array) for name, array in outputs.items()], option=ORJSON_OPTIONS
-    )
+    return encode_tensors(outputs)
+
+
+def encode_tensors(arrays: dict[str, np.ndarray]) -> bytes:
+    """A list of OIP tensors as JSON, byte for byte `orjson.dumps([encode_tensor(...), ...])`.
+
+    Each tensor's name, datatype and shape are encoded once per (name, dtype, shape) and
+    only its data per call: a dict per tensor plus a generic encode cost 0.5 µs more per
+    tensor, and the request path encodes two or three (outputs, and inputs when captured).
+    """
+    return b"[" + b",".join([_tensor_json(name, array) for name, array in arrays.items()]) + b"]"
+
+
+# (name, dtype, shape) -> the tensor's JSON up to its data, and whether the data must go
+# through a list (orjson encodes neither float16 nor object arrays). Bounded: shapes vary
+# with the rows of each request.
+_TENSOR_HEADS: dict[tuple[str, np.dtype[Any], tuple[int, ...]], tuple[bytes, bool]] = {}
+TENSOR_HEADS_MAX = 4096
+
+
+def _tensor_json(name: str, array: np.ndarray) -> bytes:
+    key = (name, array.dtype, array.shape)
+    cached = _TENSOR_HEADS.get(key)
+    if cached is None:
+        datatype = datatype_of(array)
+        head = orjson.dumps({"name": name, "datatype": datatype, "shape": array.shape})
+        cached = (head[:-1] + b',"data":', datatype is Datatype.FP16 or datatype is Datatype.BYTES)
+        if len(_TENSOR_HEADS) >= TENSOR_HEADS_MAX:
+            _TENSOR_HEADS.clear()
+        _TENSOR_HEADS[key] = cached
+    head, as_list = cached
+    flat = array.reshape(-1)
+    if as_list or not flat.flags.c_contiguous:
+        return head + orjson.dumps(flat.tolist()) + b"}"
+    return head + orjson.dumps(flat, option=ORJSON_OPTIONS) + b"}"
 
 
 def encode_infer_response(
@@ -251,12 +283,7 @@ def encode_infer_response(
         "model_name": model,
         "model_version": str(version),
         "id": request_id,
-        # Inline unless already encoded: one orjson call instead of two (0.4 µs a request).
-        "outputs": (
-            orjson.Fragment(encoded)
-            if encoded is not None
-            else [encode_tensor(name, array) for name, array in outputs.items()]
-        ),
+        "outputs": orjson.Fragment(encoded if encoded is not None else encode_tensors(outputs)),
     }
     return orjson.dumps(doc, option=ORJSON_OPTIONS)
 
