@@ -161,3 +161,28 @@ def test_large_put_starts_writeback_as_it_goes_only_when_fsyncing(
     kicks.clear()
     LocalStore(tmp_path / "nosync", fsync=False).put("big/obj", data)
     assert kicks == []
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_reader_closes_its_descriptor_once_and_a_dropped_one_does_not_leak(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    store = LocalStore(tmp_path / "s")
+    store.put("a/b", b"x" * 100_000)
+    before = _open_fds()
+    with store.get("a/b") as reader:
+        assert reader.read() == b"x" * 100_000
+    reader.close()  # a second close is harmless
+    with pytest.raises(ValueError, match="closed"):
+        list(reader)
+    for _ in range(50):  # readers dropped mid-stream, never closed
+        stream = iter(store.get("a/b"))
+        next(stream)
+        del stream
+    gc.collect()
+    assert _open_fds() == before

@@ -121,6 +121,11 @@ class FileReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        # A reader dropped without close (an abandoned stream) must not leak its descriptor.
+        with contextlib.suppress(OSError, AttributeError):
+            self.close()
+
 
 def _write_all(fd: int, chunk: bytes) -> None:
     view = memoryview(chunk)
