@@ -163,8 +163,17 @@ def test_large_put_starts_writeback_as_it_goes_only_when_fsyncing(
     assert kicks == []
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _descriptors_on(path: Path) -> int:
+    """How many of this process's descriptors are open on `path` (other tests' threads may
+    open and close unrelated ones meanwhile, so count only these)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:
+            continue  # closed while we looked
+    return count
 
 
 def test_a_reader_closes_its_descriptor_once_and_a_dropped_one_does_not_leak(
@@ -174,15 +183,18 @@ def test_a_reader_closes_its_descriptor_once_and_a_dropped_one_does_not_leak(
 
     store = LocalStore(tmp_path / "s")
     store.put("a/b", b"x" * 100_000)
-    before = _open_fds()
+    path = (tmp_path / "s" / "a" / "b").resolve()
     with store.get("a/b") as reader:
+        assert _descriptors_on(path) == 1
         assert reader.read() == b"x" * 100_000
+    assert _descriptors_on(path) == 0
     reader.close()  # a second close is harmless
     with pytest.raises(ValueError, match="closed"):
         list(reader)
-    for _ in range(50):  # readers dropped mid-stream, never closed
-        stream = iter(store.get("a/b"))
+    streams = [iter(store.get("a/b")) for _ in range(20)]  # readers dropped mid-stream
+    for stream in streams:
         next(stream)
-        del stream
+    assert _descriptors_on(path) == 20
+    del stream, streams
     gc.collect()
-    assert _open_fds() == before
+    assert _descriptors_on(path) == 0
