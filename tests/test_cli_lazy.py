@@ -53,8 +53,9 @@ def test_replicating_between_urls_loads_no_workspace_schema(tmp_path: Path) -> N
     LocalStore(src).put("a/b.bin", b"x")
     args = ["replicate", "--from", f"file://{src}", "--to", f"file://{tmp_path / 'dst'}"]
     args += ["--state", str(tmp_path / "state"), "--once"]
-    # (typer itself uses pydantic to convert options, so pydantic is not on this list)
-    assert _heavy_imports(*args, heavy=[*HEAVY, "yaml", "edgeloop.workspace"]) == []
+    # (typer itself uses pydantic to convert options, so pydantic is not on this list; rich
+    # is made on first use and a run without a terminal prints nothing through it)
+    assert _heavy_imports(*args, heavy=[*HEAVY, "yaml", "edgeloop.workspace", "rich"]) == []
     assert LocalStore(tmp_path / "dst").get("a/b.bin").read() == b"x"
 
 

@@ -10,16 +10,31 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
 
 from edgeloop.errors import EdgeloopError
 from edgeloop.settings import get_settings
 
 if TYPE_CHECKING:  # loaded on use: `edgeloop replicate --from URL --to URL` needs no workspace
+    from rich.console import Console
+
     from edgeloop.workspace import Workspace
 
-console = Console()
-err_console = Console(stderr=True)
+# The rich consoles are made on first use: importing rich costs 20 ms of every command's
+# start, and `edgeloop replicate` with no terminal never prints through them.
+_CONSOLES: dict[str, Console] = {}
+
+
+def __getattr__(name: str) -> Console:
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = _CONSOLES.get(name)
+    if made is None:
+        from rich.console import Console
+
+        made = _CONSOLES[name] = Console(stderr=name == "err_console")
+    return made
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 WorkspaceOption = typer.Option(
@@ -37,7 +52,7 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except EdgeloopError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        __getattr__("err_console").print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
         raise typer.Exit(1) from None
 
 

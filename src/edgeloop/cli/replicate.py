@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from edgeloop.cli import common
 from edgeloop.cli.common import (
     WorkspaceOption,
-    console,
-    err_console,
     friendly_errors,
     load_workspace,
     print_json,
@@ -243,7 +242,7 @@ def replicate(
         snapshots = _run(replicators, follow=follow, full=full, retry_failed=retry_failed)
     failed = sum(s.failed for s in snapshots)
     if failed:
-        err_console.print(
+        common.err_console.print(
             f"[bold red]error:[/] {failed} objects failed for good; see "
             "`edgeloop replicate status`, fix the cause, then run again with --retry-failed",
             highlight=False,
@@ -352,16 +351,18 @@ def _show_status(label: str, st: ReplicationStatus, as_json: bool) -> None:
         )
         return
     c = st.counts
-    console.print(f"[bold]{label}[/]", highlight=False)
-    console.print(
+    common.console.print(f"[bold]{label}[/]", highlight=False)
+    common.console.print(
         f"  backlog {c.pending}  done {c.done}  failed {c.failed}  gone {c.gone}  "
         f"journal cursor {st.journal_cursor}",
         highlight=False,
     )
     if st.watermark is not None:
-        console.print(f"  listing pass under way, after key {st.watermark!r}", highlight=False)
+        common.console.print(
+            f"  listing pass under way, after key {st.watermark!r}", highlight=False
+        )
     for key, attempts, error in st.failures:
-        console.print(f"  [red]{key}[/] attempts {attempts}: {error}", highlight=False)
+        common.console.print(f"  [red]{key}[/] attempts {attempts}: {error}", highlight=False)
 
 
 if __name__ == "__main__":
