@@ -100,7 +100,7 @@ def main() -> None:
         "what", nargs="?", choices=("capture", "swaps", "single", "both"), default="both"
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="uvicorn")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: `apt-get install wrk` (scripts/system-deps.sh test)")

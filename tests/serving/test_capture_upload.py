@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeloop.serving.capture import _columnar_tables, _record_tables, spool_line, upload_segment
-from edgeloop.serving.oip import encode_outputs
+from edgeloop.serving.oip import encode_tensors
 from edgeloop.store import MemoryStore
 from edgeloop.testing.serving import capture_record
 
@@ -25,7 +25,7 @@ def _capture(i: int, t: float, model: str = "demo", encoded: bool = True) -> dic
     outputs = {"label": np.array([i % 2]), "p": np.array([[0.25, 0.75]], dtype=np.float32)}
     return capture_record(
         i, t, model=model, version=3, latency_ms=0.75 + i,
-        outputs=encode_outputs(outputs) if encoded else outputs,
+        outputs=encode_tensors(outputs) if encoded else outputs,
     )  # fmt: skip
 
 

@@ -24,15 +24,20 @@ if TYPE_CHECKING:  # loaded on use: `edgeloop replicate --from URL --to URL` nee
 _CONSOLES: dict[str, Console] = {}
 
 
-def __getattr__(name: str) -> Console:
-    if name not in ("console", "err_console"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _console(name: str) -> Console:
+    """`console` (stdout) or `err_console` (stderr), made the first time it is asked for."""
     made = _CONSOLES.get(name)
     if made is None:
         from rich.console import Console
 
         made = _CONSOLES[name] = Console(stderr=name == "err_console")
     return made
+
+
+def __getattr__(name: str) -> Console:
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _console(name)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +57,7 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except EdgeloopError as exc:
-        __getattr__("err_console").print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        _console("err_console").print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
         raise typer.Exit(1) from None
 
 

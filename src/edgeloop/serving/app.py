@@ -19,7 +19,7 @@ from edgeloop import __version__
 from edgeloop.errors import InferenceRequestError, PackageError, ServerOverloaded, ServingError
 from edgeloop.serving.oip import (
     encode_infer_response,
-    encode_outputs,
+    encode_tensors,
     error_body,
     parse_infer_request,
 )
@@ -104,12 +104,8 @@ class ServingApp:
         parts = scope["path"].strip("/").split("/")
         try:
             if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
-                if len(parts) == 4 and parts[3] == "infer" and method == "POST":
-                    # Only odd spellings get here (a trailing or doubled slash); see __call__.
-                    await self._infer(parts[2], None, scope, receive, send)
-                else:
-                    await self._model_route(method, parts[2], parts[3:] or [""], scope, receive,
-                                            send)  # fmt: skip
+                # (The usual infer path never gets here: __call__ takes it straight.)
+                await self._model_route(method, parts[2], parts[3:] or [""], scope, receive, send)
                 return
             status, body, headers = await self._other_route(method, parts, scope, receive)
         except HTTPError as exc:
@@ -212,7 +208,7 @@ class ServingApp:
                 outputs = await active.batcher.enqueue(request.inputs)
             request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
             # A captured request keeps the outputs' JSON, encoded once for both.
-            encoded = encode_outputs(outputs) if capturing else None
+            encoded = encode_tensors(outputs) if capturing else None
             payload = encode_infer_response(
                 name, active.version, request_id, outputs, request.outputs, encoded=encoded
             )

@@ -301,6 +301,8 @@ class CaptureWriter:
         Restarts back off (retry_seconds, doubling up to UPLOADER_RESTART_CAP, jittered) while
         each replacement dies again without uploading, e.g. a store URL that cannot work.
         """
+        backoff = Backoff(base=self.config.retry_seconds,
+                          cap=max(self.config.retry_seconds, UPLOADER_RESTART_CAP))  # fmt: skip
         failures = 0
         while True:
             with self._process_lock:
@@ -324,8 +326,6 @@ class CaptureWriter:
                     continue  # stopped meanwhile
             if time.monotonic() - started >= UPLOADER_RESTART_CAP:
                 failures = 0
-            backoff = Backoff(base=self.config.retry_seconds,
-                              cap=max(self.config.retry_seconds, UPLOADER_RESTART_CAP))  # fmt: skip
             delay = backoff.delay(failures)
             failures += 1
             log.warning("the capture uploader process exited (%s); starting another in %.1f s",

@@ -22,8 +22,8 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    # Chosen by measurement: the last four runs of benchmarks/serving.py, uvicorn (granian
-    # reached 0.75-0.85 of its single-row throughput).
+    # Chosen by measurement: uvicorn in every run of benchmarks/serving.py (granian reached
+    # 0.71-0.85 of its single-row throughput; docs/benchmarks.md).
     server: Literal["uvicorn", "granian"] = "uvicorn"
     site: str = "local"
     state_dir: Path = Path(".edgeloop-serve")

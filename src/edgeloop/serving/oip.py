@@ -212,20 +212,18 @@ def _requested_outputs(raw: Any) -> tuple[str, ...]:
     return tuple(o["name"] for o in raw)
 
 
+def _listed(datatype: Datatype) -> bool:
+    """Whether data of `datatype` must reach orjson as a list (it encodes neither float16 nor
+    object arrays; non-contiguous views go as lists too, checked per array)."""
+    return datatype is Datatype.FP16 or datatype is Datatype.BYTES
+
+
 def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
-    """One output tensor as OIP JSON: flat data in row-major order."""
+    """One tensor as an OIP JSON object: flat data in row-major order."""
     datatype = datatype_of(array)
     flat = array.reshape(-1)
-    if datatype is Datatype.FP16 or datatype is Datatype.BYTES or not flat.flags.c_contiguous:
-        data: Any = flat.tolist()  # orjson serializes neither float16 nor object arrays
-    else:
-        data = flat
+    data: Any = flat.tolist() if _listed(datatype) or not flat.flags.c_contiguous else flat
     return {"name": name, "datatype": datatype, "shape": array.shape, "data": data}
-
-
-def encode_outputs(outputs: dict[str, np.ndarray]) -> bytes:
-    """The `outputs` list of a response as JSON (what capture keeps too)."""
-    return encode_tensors(outputs)
 
 
 def encode_tensors(arrays: dict[str, np.ndarray]) -> bytes:
@@ -239,8 +237,7 @@ def encode_tensors(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 # (name, dtype, shape) -> the tensor's JSON up to its data, and whether the data must go
-# through a list (orjson encodes neither float16 nor object arrays). Bounded: shapes vary
-# with the rows of each request.
+# through a list (`_listed`). Bounded: shapes vary with the rows of each request.
 _TENSOR_HEADS: dict[tuple[str, np.dtype[Any], tuple[int, ...]], tuple[bytes, bool]] = {}
 TENSOR_HEADS_MAX = 4096
 
@@ -251,7 +248,7 @@ def _tensor_json(name: str, array: np.ndarray) -> bytes:
     if cached is None:
         datatype = datatype_of(array)
         head = orjson.dumps({"name": name, "datatype": datatype, "shape": array.shape})
-        cached = (head[:-1] + b',"data":', datatype is Datatype.FP16 or datatype is Datatype.BYTES)
+        cached = (head[:-1] + b',"data":', _listed(datatype))
         if len(_TENSOR_HEADS) >= TENSOR_HEADS_MAX:
             _TENSOR_HEADS.clear()
         _TENSOR_HEADS[key] = cached
@@ -271,7 +268,7 @@ def encode_infer_response(
     *,
     encoded: bytes | None = None,
 ) -> bytes:
-    """The response body of a successful inference; `encoded` is `encode_outputs(outputs)`
+    """The response body of a successful inference; `encoded` is `encode_tensors(outputs)`
     when the caller has it already (used unless `wanted` picks some outputs)."""
     if wanted is not None:
         unknown = [n for n in wanted if n not in outputs]

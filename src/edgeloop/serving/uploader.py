@@ -19,11 +19,10 @@ import select
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import suppress
 from pathlib import Path
 
 from edgeloop.serving.capture import open_capture_store, upload_sealed_segments
-from edgeloop.serving.priority import BACKGROUND_NICE
+from edgeloop.serving.priority import lower_priority
 
 
 def _report(segment: str, records: int) -> None:
@@ -46,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--journal", help="journal each batch there (object.created)")
     parser.add_argument("--retry-seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
-    with suppress(OSError, AttributeError):  # batches can wait, requests cannot
-        os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICE)
+    lower_priority()  # batches can wait, requests cannot (threads it starts inherit it)
     store = open_capture_store(args.store, args.site, args.journal)
     running = True
     while True:
