@@ -8,12 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeloop.serving.capture import _columnar_tables, _record_tables, spool_line, upload_segment
-from edgeloop.serving.oip import encode_tensors
+from edgeloop.serving.capture import (
+    CaptureWriter,
+    _columnar_tables,
+    _plain_column,
+    _record_tables,
+    parse_spool_line,
+    spool_line,
+    upload_segment,
+)
+from edgeloop.serving.oip import encode_spool_tensors, encode_tensors, plain_tensors
 from edgeloop.store import MemoryStore
 from edgeloop.testing.serving import capture_record
 
@@ -102,3 +112,65 @@ def test_a_line_pyarrow_cannot_parse_falls_back_to_record_by_record(tmp_path: Pa
     assert [r["request_id"] for r in rows] == ["r1", "r2"]
     assert rows[0]["version"] == "3" and rows[0]["latency_ms"] == 1.75
     assert '"data":[1.0,1.5]' in rows[0]["inputs"] and '"name":"p"' in rows[0]["outputs"]
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def offer(self, line: bytes) -> bool:
+        self.lines.append(line)
+        return True
+
+
+def test_the_request_paths_line_is_the_records_line() -> None:
+    # offer_inference builds the spool line without a record dict; it must say what
+    # spool_line says of the same record (time aside: offer_inference reads the clock).
+    record = _capture(4, T0)
+    writer = CaptureWriter.__new__(CaptureWriter)  # only the queue is used on this path
+    writer.queue = _Queue()  # type: ignore[assignment]
+    assert writer.offer_inference(
+        "r4", "demo", 3, record["inputs"], record["outputs"], record["latency_ms"]
+    )
+    (line,) = writer.queue.lines  # type: ignore[attr-defined]
+    fast, slow = parse_spool_line(line), parse_spool_line(spool_line(record))
+    assert fast.pop("time") > 0 and slow.pop("time") == T0
+    assert fast == slow
+    assert fast["inputs"] == '[{"name":"input","datatype":"FP32","shape":[1,2],"data":[4.0,4.5]}]'
+
+
+_SPOOL_ROWS = st.sampled_from([
+    {"input": np.array([[0.5, -1.25, 3e-8]], dtype=np.float32)},
+    {"input": np.array([[7.0, 8.0]], dtype=np.float32)},  # another shape: another head
+    {"other": np.array([[1.0, np.nan, np.inf]], dtype=np.float64)},
+    {"input": np.array([[1, 2, 3]], dtype=np.int64), "flag": np.array([True])},  # two tensors
+    {"input": np.array([[0.1, 0.2]], dtype=np.float16)},
+    {"ok": np.array([True, False])},
+    {"input": np.zeros((0, 3), dtype=np.float32)},
+    {"words": np.array(["a", "b"], dtype=object)},
+])  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_SPOOL_ROWS, min_size=1, max_size=30), st.booleans())
+def test_a_tensor_column_is_printed_as_each_row_would_be(
+    rows: list[dict[str, np.ndarray]], old_json: bool
+) -> None:
+    # The uploader prints a column's binary tensors a head at a time; every row must read
+    # exactly as plain_tensors makes it alone, whatever mix of heads, datatypes and tensor
+    # counts the column holds (and rows spooled as JSON by an older server are kept).
+    texts = [
+        (encode_tensors(row) if old_json and i % 2 else encode_spool_tensors(row)).decode()
+        for i, row in enumerate(rows)
+    ]
+    printed = _plain_column(pa.chunked_array([pa.array(texts, pa.string())]))
+    assert printed.to_pylist() == [plain_tensors(text) for text in texts]
+    assert printed.to_pylist() == [encode_tensors(row).decode() for row in rows]
+
+
+def test_a_damaged_binary_tensor_in_a_column_is_refused() -> None:
+    good = encode_spool_tensors({"input": np.array([[0.5, 1.5]], dtype=np.float32)}).decode()
+    for damaged in [good.replace('"data":"', '"data":"AAAA'), good[:-5] + '"}]', good[:-1]]:
+        column = pa.chunked_array([pa.array([good, damaged, good], pa.string())])
+        with pytest.raises(ValueError):
+            _plain_column(column)

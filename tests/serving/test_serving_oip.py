@@ -14,9 +14,11 @@ from edgeloop.model.manifest import Datatype, TensorSpec
 from edgeloop.serving.oip import (
     check_outputs,
     encode_infer_response,
+    encode_spool_tensors,
     encode_tensor,
     encode_tensors,
     parse_infer_request,
+    plain_tensors,
 )
 
 SPECS = [TensorSpec(name="input", datatype=Datatype.FP32, shape=[-1, 3])]
@@ -178,3 +180,45 @@ def test_tensor_json_is_the_same_bytes_as_encoding_each_tensor_whole(
     tensors = {name: array, "second": array.reshape(-1)}
     assert encode_tensors(tensors) == expected
     assert encode_tensors(tensors) == expected
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(TENSOR_DTYPES).flatmap(
+        lambda dtype: arrays(dtype, st.lists(st.integers(0, 4), max_size=3).map(tuple))
+    ),
+    st.booleans(),
+    st.sampled_from(["input", 'a "data":"x" name', "tab\there"]),
+    st.booleans(),
+)
+def test_spool_tensors_print_back_to_the_same_json(
+    array: np.ndarray, strided: bool, name: str, with_bytes: bool
+) -> None:
+    # The capture spool holds numeric tensors as base64 bytes; the uploader must print exactly
+    # what encode_tensors would have (NaN, infinities and float16 included), and the spool
+    # form must never hold a tab or newline (the spool line's separators).
+    if strided and array.ndim and array.shape[-1] > 1:
+        array = array[..., ::2]
+    tensors = {name: array}
+    if with_bytes:
+        tensors["words"] = np.array(["a\tb", "ü"], dtype=object)
+    spooled = encode_spool_tensors(tensors)
+    assert b"\t" not in spooled and b"\n" not in spooled
+    assert plain_tensors(spooled) == encode_tensors(tensors).decode()
+
+
+def test_spool_tensors_hold_numbers_as_bytes_and_refuse_damage() -> None:
+    spooled = encode_spool_tensors({"x": np.array([[0.1, 2.5]], dtype=np.float32)})
+    assert b"0.1" not in spooled and b'"data":"' in spooled
+    expected = '[{"name":"x","datatype":"FP32","shape":[1,2],"data":[0.1,2.5]}]'
+    assert plain_tensors(spooled) == expected
+    plain = encode_tensors({"x": np.array([1, 2])})
+    assert plain_tensors(plain) == plain.decode()  # a line of the older, all-JSON spool
+    for damaged in [
+        spooled.replace(b'"data":"', b'"data":"!'),  # not base64
+        spooled.replace(b'"shape":[1,2]', b'"shape":[1,3]'),  # bytes do not fill the shape
+        spooled.replace(b"FP32", b"FP99"),
+        spooled[:-3],  # cut short
+    ]:
+        with pytest.raises(ValueError):
+            plain_tensors(damaged)

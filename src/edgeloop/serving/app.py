@@ -246,12 +246,10 @@ class ServingApp:
                                    self.metrics.latency.labels(name))  # fmt: skip
         ok[0].inc()
         ok[1].observe(elapsed)
-        if capturing and capture is not None:
-            capture.offer({
-                "request_id": request_id, "time": time.time(), "model": name,
-                "version": active.version, "inputs": request.inputs, "outputs": encoded,
-                "latency_ms": elapsed * 1000.0,
-            })  # fmt: skip
+        if capture is not None and encoded is not None:  # encoded only when capturing
+            capture.offer_inference(
+                request_id, name, active.version, request.inputs, encoded, elapsed * 1000.0
+            )
 
     def _count(self, name: str, status: int) -> None:
         counter = self._counters.get((name, status))

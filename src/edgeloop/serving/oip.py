@@ -6,7 +6,10 @@ InferenceRequestError carrying the HTTP status to answer with.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple, NoReturn, TypeGuard
 
@@ -236,27 +239,85 @@ def encode_tensors(arrays: dict[str, np.ndarray]) -> bytes:
     return b"[" + b",".join([_tensor_json(name, array) for name, array in arrays.items()]) + b"]"
 
 
-# (name, dtype, shape) -> the tensor's JSON up to its data, and whether the data must go
-# through a list (`_listed`). Bounded: shapes vary with the rows of each request.
-_TENSOR_HEADS: dict[tuple[str, np.dtype[Any], tuple[int, ...]], tuple[bytes, bool]] = {}
+# (name, dtype, shape) -> `_tensor_head`. Bounded: shapes vary with the rows of each request.
+_TENSOR_HEADS: dict[tuple[str, np.dtype[Any], tuple[int, ...]], tuple[bytes, bool, bool]] = {}
 TENSOR_HEADS_MAX = 4096
 
 
 def _tensor_json(name: str, array: np.ndarray) -> bytes:
+    head, as_list, _ = _tensor_head(name, array)
+    flat = array.reshape(-1)
+    if as_list or not flat.flags.c_contiguous:
+        return head + orjson.dumps(flat.tolist()) + b"}"
+    return head + orjson.dumps(flat, option=ORJSON_OPTIONS) + b"}"
+
+
+# The capture spool's form of tensors (see `encode_spool_tensors`) holds data in this byte
+# order; a machine of the other order writes JSON numbers instead.
+_SPOOL_BINARY = sys.byteorder == "little"
+
+
+def _tensor_head(name: str, array: np.ndarray) -> tuple[bytes, bool, bool]:
+    """The tensor's JSON up to its data, whether its data goes to orjson as a list, and
+    whether the capture spool may hold it as bytes (`encode_spool_tensors`)."""
     key = (name, array.dtype, array.shape)
     cached = _TENSOR_HEADS.get(key)
     if cached is None:
         datatype = datatype_of(array)
         head = orjson.dumps({"name": name, "datatype": datatype, "shape": array.shape})
-        cached = (head[:-1] + b',"data":', _listed(datatype))
+        binary = _SPOOL_BINARY and datatype is not Datatype.BYTES and array.dtype.isnative
+        cached = (head[:-1] + b',"data":', _listed(datatype), binary)
         if len(_TENSOR_HEADS) >= TENSOR_HEADS_MAX:
             _TENSOR_HEADS.clear()
         _TENSOR_HEADS[key] = cached
-    head, as_list = cached
-    flat = array.reshape(-1)
-    if as_list or not flat.flags.c_contiguous:
-        return head + orjson.dumps(flat.tolist()) + b"}"
-    return head + orjson.dumps(flat, option=ORJSON_OPTIONS) + b"}"
+    return cached
+
+
+def encode_spool_tensors(arrays: dict[str, np.ndarray]) -> bytes:
+    """Tensors for the capture spool: `encode_tensors`' JSON, except that a numeric tensor's
+    data is a JSON string, its little-endian bytes in base64. `plain_tensors` turns it back
+    into `encode_tensors`' bytes exactly.
+
+    Why: the request path encodes every captured request's inputs; one tensor of 20 floats
+    takes 1.6 µs as JSON and 0.9 µs in this form, and the uploader, at the lowest CPU
+    priority, prints the numbers later. Never a tab or newline (the spool line's separators)."""
+    parts = []
+    for name, array in arrays.items():
+        head, _, binary = _tensor_head(name, array)
+        if binary and array.flags.c_contiguous:
+            # An ndarray is a buffer; numpy's stubs do not say so for Python 3.11.
+            data = binascii.b2a_base64(array, newline=False)  # type: ignore[arg-type]
+            parts.append(head + b'"' + data + b'"}')
+        else:  # BYTES and strided views: JSON, as in a response
+            parts.append(_tensor_json(name, array))
+    return b"[" + b",".join(parts) + b"]"
+
+
+def plain_tensors(text: bytes | str) -> str:
+    """A spool tensor list (`encode_spool_tensors`) as `encode_tensors` would have written it;
+    text without binary data comes back unchanged. Raises ValueError for damaged text."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    if '"data":"' not in text:  # JSON escapes a quote inside a name: only a data key matches
+        return text
+    tensors = orjson.loads(text)
+    if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors):
+        raise ValueError("spool tensors are not a list of objects")
+    parts = []
+    for tensor in tensors:
+        data = tensor.get("data")
+        if not isinstance(data, str):
+            parts.append(orjson.dumps(tensor))
+            continue
+        try:
+            dtype = NUMPY_DTYPES[Datatype(tensor["datatype"])].newbyteorder("<")
+            raw = base64.b64decode(data, validate=True)
+            array = np.frombuffer(raw, dtype=dtype).reshape(tensor["shape"])
+        except (KeyError, TypeError, binascii.Error) as exc:
+            raise ValueError(f"damaged spool tensor: {exc!r}") from None
+        native = array.astype(dtype.newbyteorder("="), copy=False)
+        parts.append(_tensor_json(tensor["name"], native))
+    return "[" + ",".join(part.decode() for part in parts) + "]"
 
 
 def encode_infer_response(
