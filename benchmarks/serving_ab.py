@@ -1,9 +1,11 @@
 """Focused serving A/B runs, reusing benchmarks/serving.py's helpers (same model, server
 pinned to CPU 0, wrk on CPU 1).
 
-  capture  capture off, capture at 100%, and capture with uploads held back for the whole
-           run (only the spool writer works): where capture's cost goes. Per round, each
-           5 s at 16 connections; the ratio is the median of per-round ratios to "off".
+  capture  capture off, capture at 100% (uploads waiting while the core is busy, the
+           default), the same uploading at once (--capture-upload-defer 0), and capture with
+           no batch sealed in the run (only the spool writer works): where capture's cost
+           goes. Per round, each 5 s at 16 connections; the ratio is the median of per-round
+           ratios to "off".
   swaps    20 hot swaps during a steady 500 req/s, repeated: p99 while swapping over
            steady p99, one figure per run (the full benchmark measures one run).
   single   single-row throughput of edgeloop against the raw reference, alternating, 4 s
@@ -46,7 +48,12 @@ def capture_split(work: Path, repo: Path, server: str, rounds: int) -> dict[str,
 
         return run
 
-    kinds = {"off": start(False), "on": start(True), "held_back": start(True, *HELD_BACK)}
+    kinds = {
+        "off": start(False),
+        "on": start(True),  # uploads wait while the serving core is busy (the default)
+        "on_upload_at_once": start(True, "--capture-upload-defer", "0"),
+        "held_back": start(True, *HELD_BACK),
+    }
     rps: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(rounds):
         for kind, begin in kinds.items():
@@ -59,7 +66,8 @@ def capture_split(work: Path, repo: Path, server: str, rounds: int) -> dict[str,
         print({k: round(v[-1]) for k, v in rps.items()}, flush=True)
     ratios = {
         k: statistics.median(a / o for a, o in zip(rps[k], rps["off"], strict=True))
-        for k in ("on", "held_back")
+        for k in kinds
+        if k != "off"
     }
     return {"rps": rps, "ratio_to_off": ratios}
 

@@ -26,6 +26,7 @@ def config(tmp_path: Path, repo: Path) -> ServeConfig:
         state_dir=tmp_path / "state",
         capture_to=str(tmp_path / "store"),
         capture_batch_seconds=0.2,
+        capture_upload_defer=0,  # uploads at once however busy the test machine is
         poll_interval=0.1,
         max_body_bytes=64 * 1024,
         server="uvicorn",

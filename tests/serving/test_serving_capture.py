@@ -263,7 +263,9 @@ def test_captures_go_to_an_uploader_process_unless_the_store_lives_in_memory(
         return capture_target(ServeConfig(state_dir=tmp_path, capture_to=url, site="s"))
 
     assert target(None) is None
-    assert target(f"file://{tmp_path}/store") == UploaderCommand(f"file://{tmp_path}/store", "s")
+    assert target(f"file://{tmp_path}/store") == UploaderCommand(
+        f"file://{tmp_path}/store", "s", defer_seconds=60.0, defer_bytes=1024**3 // 2
+    )
     assert isinstance(target("memory://captures"), MemoryStore)  # only this process has it
     with pytest.raises(InvalidKeyError):
         target("ftp://nowhere/x")  # refused at start, not by a process retrying forever

@@ -246,6 +246,7 @@ def test_site_in_a_workspace_captures_to_its_store_and_journals_batches(
         capture_to=str(ws.root / ws.site(site).store),
         journal=ws.journal_url(site),
         capture_batch_seconds=0.1,
+        capture_upload_defer=0,
     )
     with serving(config) as running:
         httpx.post(f"{running.url}/v2/models/demo/infer", json=infer_body(1, "ws-1"))

@@ -70,6 +70,8 @@ def test_kill9_with_records_in_the_spool_loses_and_doubles_nothing(
         server,
         "--capture-batch-records",
         "7",
+        "--capture-upload-defer",
+        "0",
     ]
     log = tmp_path / "server.log"
     first = _start([*args, "--capture-batch-seconds", "3600"], log, url)

@@ -64,6 +64,13 @@ def serve(
     capture_batch_seconds: float = typer.Option(
         60.0, "--capture-batch-seconds", min=0.001, help="Seconds before a batch closes (T)."
     ),
+    capture_upload_defer: float = typer.Option(
+        60.0,
+        "--capture-upload-defer",
+        min=0.0,
+        help="While the serving CPUs are over 90% busy, capture uploads wait up to this many "
+        "seconds (and while the spool is under half full); 0 uploads at once.",
+    ),
     spool_max_bytes: int = typer.Option(
         1024**3, "--spool-max-bytes", min=1024, help="Size limit of the on-disk capture spool."
     ),
@@ -135,6 +142,7 @@ def serve(
             capture_to=capture_to, journal=journal, capture_sample=capture_sample,
             capture_batch_records=capture_batch_records,
             capture_batch_seconds=capture_batch_seconds,
+            capture_upload_defer=capture_upload_defer,
             spool_max_bytes=spool_max_bytes, spool_full_policy=spool_full_policy,
             max_body_bytes=max_body_bytes, batching=batching, max_batch_rows=max_batch_rows,
             max_delay_ms=max_delay_ms, max_queue_rows=max_queue_rows,

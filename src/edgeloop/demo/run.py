@@ -131,7 +131,14 @@ def demo_options(settings: DemoSettings) -> UpOptions:
     """The processes of `edgeloop up`, paced for the demo (small batches, quick polls)."""
     return UpOptions(
         extra_args={
-            SERVER: ["--capture-batch-seconds", str(settings.capture_batch_seconds)],
+            # One machine serves, trains and replicates at once: captures must not wait for
+            # idle CPUs (the default lets them wait up to a minute).
+            SERVER: [
+                "--capture-batch-seconds",
+                str(settings.capture_batch_seconds),
+                "--capture-upload-defer",
+                "0",
+            ],
             REPLICATOR: ["--poll-interval", str(settings.replicate_poll)],
             AGENT: ["--interval", "0.5", "--heartbeat-interval", "1", "--probation", "5"],
             CORE: [],

@@ -139,11 +139,19 @@ class UploaderCommand:
     site: str
     journal: str | None = None  # a journal URL or path; each batch is journaled there
     retry_seconds: float = 5.0
+    # While the serving CPUs are busy, uploads wait up to defer_seconds (0: never) and while
+    # the spool holds less than defer_bytes (uploader.py).
+    defer_seconds: float = 0.0
+    defer_bytes: int = 0
+    busy_above: float = 0.9  # the busy share of the CPUs that makes uploads wait
 
     def argv(self, spool_dir: Path) -> list[str]:
         args = [sys.executable, "-m", "edgeloop.serving.uploader", "--spool", str(spool_dir),
                 "--store", self.store_url, "--site", self.site,
-                "--retry-seconds", str(self.retry_seconds)]  # fmt: skip
+                "--retry-seconds", str(self.retry_seconds),
+                "--defer-seconds", str(self.defer_seconds),
+                "--defer-bytes", str(self.defer_bytes),
+                "--busy-above", str(self.busy_above)]  # fmt: skip
         if self.journal is not None:
             args += ["--journal", self.journal]
         return args
@@ -182,6 +190,7 @@ class CaptureWriter:
         self.store = None if isinstance(target, UploaderCommand) else target
         self._process: subprocess.Popen[bytes] | None = None
         self._process_lock = threading.Lock()
+        self.uploads_deferred = False  # the uploader process waits for idle CPUs
         self.queue = LineQueue(config.queue_size)
         self.spool = Spool(config.spool_dir)
         self._stop = threading.Event()
@@ -345,6 +354,9 @@ class CaptureWriter:
                     self._uploaded(report["segment"], report["uploaded"])
                 elif "error" in report:
                     self._upload_failed(report["error"])
+                elif "deferred" in report:
+                    self.uploads_deferred = bool(report["deferred"])
+                    self.metrics.uploads_deferred.set(1 if self.uploads_deferred else 0)
             process.wait()
             with self._process_lock:
                 if self._process is not process:

@@ -36,6 +36,8 @@ class ServeConfig(BaseModel):
     capture_batch_records: int = Field(default=10_000, ge=1)
     capture_batch_seconds: float = Field(default=60.0, gt=0)
     capture_queue: int = Field(default=10_000, ge=1)
+    capture_upload_defer: float = Field(default=60.0, ge=0)
+    """Longest wait of a sealed batch while the serving CPUs are busy (0: upload at once)."""
     spool_max_bytes: int = Field(default=1024**3, ge=1024)
     spool_full_policy: FullPolicy = FullPolicy.DROP_NEW
     # hot path

@@ -144,6 +144,11 @@ class ServingMetrics:
             ["reason"],
             registry=r,
         )
+        self.uploads_deferred = Gauge(
+            "edgeloop_capture_uploads_deferred",
+            "1 while capture uploads wait for the serving CPUs to be less busy",
+            registry=r,
+        )
         self.upload_errors = Counter(
             "edgeloop_capture_upload_errors",
             "Failed uploads of capture batches (retried)",

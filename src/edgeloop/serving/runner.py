@@ -23,7 +23,10 @@ def capture_target(config: ServeConfig) -> ObjectStore | UploaderCommand | None:
         return None
     if parse_store_url(config.capture_to).scheme == "memory":
         return open_capture_store(config.capture_to, config.site, config.journal)
-    return UploaderCommand(config.capture_to, config.site, config.journal)
+    return UploaderCommand(
+        config.capture_to, config.site, config.journal,
+        defer_seconds=config.capture_upload_defer, defer_bytes=config.spool_max_bytes // 2,
+    )  # fmt: skip
 
 
 def build_app(config: ServeConfig, *, verify: Verifier | None = None) -> ServingApp:

@@ -320,6 +320,7 @@ class ModelServer:
                 "queue_depth": self.capture.queue.qsize(),
                 "spool_segments": len(self.capture.spool.sealed()),
                 "sample_rate": self.capture.config.sample_rate,
+                "uploads_deferred": self.capture.uploads_deferred,
             }
         return {"site": self.config.site, "pid": os.getpid(), "started": self.started,
                 "models": models, "capture": capture}  # fmt: skip
