@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgeloop.serving import priority
 from edgeloop.serving.config import ServeConfig
 from edgeloop.serving.pins import read_pins, reset_pins, write_pin
 from edgeloop.serving.server import ModelServer
@@ -218,4 +219,4 @@ def test_versions_load_on_a_low_priority_thread(
 
     asyncio.run(scenario())
     assert seen and seen[0][0].startswith("edgeloop-load")
-    assert seen[0][1] == server_module.LOADER_NICE
+    assert seen[0][1] == priority.BACKGROUND_NICE

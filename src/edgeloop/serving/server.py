@@ -21,7 +21,7 @@ from edgeloop.serving.config import ServeConfig
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.package import Verifier
 from edgeloop.serving.pins import Pins, read_pins, write_pin
-from edgeloop.serving.priority import BACKGROUND_NICE, lower_priority
+from edgeloop.serving.priority import lower_priority
 from edgeloop.serving.repository import scan_repository, version_path
 from edgeloop.serving.runtimes import RuntimeOptions
 from edgeloop.serving.slot import HotSwapSlot, ModelVersion, SwapOutcome, prepare_version
@@ -29,9 +29,8 @@ from edgeloop.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-# Loads run on their own thread at the lowest CPU priority (priority.py): building and
-# warming a new session must not take the core from the requests served meanwhile.
-LOADER_NICE = BACKGROUND_NICE
+# Loads run on their own thread at the lowest CPU priority (priority.py, BACKGROUND_NICE):
+# building and warming a new session must not take the core from the requests served meanwhile.
 _LOADER: ThreadPoolExecutor | None = None
 
 
