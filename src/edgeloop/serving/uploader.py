@@ -18,6 +18,7 @@ waiting (`{"deferred": true|false}`) on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -68,20 +69,16 @@ def upload_waits(
 
 def _spool_state(spool: Path) -> tuple[float | None, int]:
     """Age in seconds of the oldest sealed segment (None when there is none) and the bytes
-    the spool slot holds."""
-    oldest, size = None, 0
-    for path in spool.iterdir():
-        try:
-            size += path.stat().st_size
-        except FileNotFoundError:
-            continue
-    sealed = sealed_segments(spool)
-    for path in sealed[:1]:
-        try:
-            oldest = max(0.0, time.time() - path.stat().st_mtime)
-        except FileNotFoundError:
-            oldest = 0.0
-    return oldest, size
+    the spool slot holds (files may go meanwhile: the writer drops, this process uploads)."""
+    size, ages = 0, []
+    with contextlib.suppress(FileNotFoundError):
+        for path in spool.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+        for path in sealed_segments(spool)[:1]:
+            with contextlib.suppress(FileNotFoundError):
+                ages.append(max(0.0, time.time() - path.stat().st_mtime))
+    return (ages[0] if ages else None), size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
