@@ -170,7 +170,12 @@ def test_a_tensor_column_is_printed_as_each_row_would_be(
 
 def test_a_damaged_binary_tensor_in_a_column_is_refused() -> None:
     good = encode_spool_tensors({"input": np.array([[0.5, 1.5]], dtype=np.float32)}).decode()
-    for damaged in [good.replace('"data":"', '"data":"AAAA'), good[:-5] + '"}]', good[:-1]]:
+    for damaged in [
+        good.replace('"data":"', '"data":"AAAA'),
+        good[:-5] + '"}]',
+        good[:-1],
+        good.replace('"name":"input",', ""),  # a head without its name
+    ]:
         column = pa.chunked_array([pa.array([good, damaged, good], pa.string())])
         with pytest.raises(ValueError):
             _plain_column(column)

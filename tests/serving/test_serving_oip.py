@@ -219,6 +219,8 @@ def test_spool_tensors_hold_numbers_as_bytes_and_refuse_damage() -> None:
         spooled.replace(b'"shape":[1,2]', b'"shape":[1,3]'),  # bytes do not fill the shape
         spooled.replace(b"FP32", b"FP99"),
         spooled[:-3],  # cut short
+        spooled.replace(b'"name":"x",', b""),  # no name
+        spooled.replace(b'"name":"x"', b'"name":7'),
     ]:
         with pytest.raises(ValueError):
             plain_tensors(damaged)

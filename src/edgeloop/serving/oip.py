@@ -312,10 +312,13 @@ def plain_tensors(text: bytes | str) -> str:
             dtype = NUMPY_DTYPES[Datatype(tensor["datatype"])].newbyteorder("<")
             raw = base64.b64decode(data, validate=True)
             array = np.frombuffer(raw, dtype=dtype).reshape(tensor["shape"])
+            name = tensor["name"]
+            if type(name) is not str:
+                raise TypeError(f"tensor name {name!r}")
         except (KeyError, TypeError, binascii.Error) as exc:
             raise ValueError(f"damaged spool tensor: {exc!r}") from None
         native = array.astype(dtype.newbyteorder("="), copy=False)
-        parts.append(_tensor_json(tensor["name"], native))
+        parts.append(_tensor_json(name, native))
     return "[" + ",".join(part.decode() for part in parts) + "]"
 
 
