@@ -179,3 +179,24 @@ def test_a_damaged_binary_tensor_in_a_column_is_refused() -> None:
         column = pa.chunked_array([pa.array([good, damaged, good], pa.string())])
         with pytest.raises(ValueError):
             _plain_column(column)
+
+
+def test_lines_that_parse_but_cannot_be_stored_are_skipped_not_retried(tmp_path: Path) -> None:
+    # Each of these once raised past the fallbacks (KeyError, OverflowError, a key the store
+    # refuses) and failed the whole segment's upload, which the uploader retries forever.
+    good = spool_line(_capture(1, T0))
+    meta, rest = good.split(b"\t", 1)
+    poison = [
+        spool_line({**_capture(2, T0), "model": "../escape"}),
+        spool_line({k: v for k, v in _capture(3, T0).items() if k != "model"}),
+        spool_line(_capture(4, 1e300)),  # no datetime holds it
+        spool_line({k: v for k, v in _capture(5, T0).items() if k != "request_id"}),
+        meta + b"\t" + rest.replace(b'"name":"input",', b""),  # a binary tensor with no name
+        spool_line({**_capture(6, T0), "latency_ms": "slow"}),
+    ]
+    segment = tmp_path / "0000000001-abcd-00000003.seg"
+    segment.write_bytes(good + b"".join(poison) + spool_line(_capture(7, T0)))
+    store = MemoryStore()
+    assert upload_segment(segment, store, "shop") == 2
+    (rows,) = _rows(store).values()
+    assert [r["request_id"] for r in rows] == ["r1", "r7"]

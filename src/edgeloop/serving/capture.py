@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -38,7 +39,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from edgeloop.backoff import Backoff
-from edgeloop.model.manifest import Datatype
+from edgeloop.model.manifest import MODEL_NAME_PATTERN, Datatype
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import NUMPY_DTYPES, encode_spool_tensors, plain_tensors
 from edgeloop.serving.priority import lower_priority
@@ -508,7 +509,7 @@ def upload_segment(segment: Path, store: ObjectStore, site: str) -> int:
     data = data[: data.rfind(b"\n") + 1]  # complete lines only
     try:
         tables, count = _columnar_tables(data, site, batch_id)
-    except (pa.ArrowException, ValueError) as exc:
+    except Exception as exc:  # no line may hold the spool up
         # A line pyarrow cannot take (a damaged one, a record of an older layout): the
         # record-by-record path reads what it can and skips the rest with a warning.
         log.debug("%s: reading record by record (%s)", segment, exc)
@@ -607,6 +608,8 @@ def _capture_table(lines: pa.Table, site: str, batch_id: str) -> pa.Table:
     )
     if table.column("request_id").null_count or table.column("model").null_count:
         raise ValueError("a capture line lacks its request_id or model")
+    if not pc.all(pc.match_substring_regex(table.column("model"), MODEL_NAME_PATTERN)).as_py():
+        raise ValueError("a capture line's model is not a model name")
     return table
 
 
@@ -731,20 +734,40 @@ def _record_tables(
     for line in lines:
         try:
             record = parse_spool_line(line)
+            root = "labels" if record.get("kind") == "label" else "captures"
+            _check_record(root, record)
             day_number = int(record["time"] // 86400)
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-            log.warning("%s: skipping a corrupt spool line", segment or batch_id)
+            day = days.get(day_number)
+            if day is None:
+                day = days[day_number] = datetime.fromtimestamp(record["time"], UTC).strftime(
+                    "%Y/%m/%d"
+                )
+        except Exception as exc:  # a damaged line is skipped, never retried
+            log.warning("%s: skipping a corrupt spool line (%s)", segment or batch_id, exc)
             continue
-        day = days.get(day_number)
-        if day is None:
-            day = days[day_number] = datetime.fromtimestamp(record["time"], UTC).strftime(
-                "%Y/%m/%d"
-            )
-        root = "labels" if record.get("kind") == "label" else "captures"
         groups[(root, record["model"], day)].append(record)
         count += 1
     tables = {key: batch_table(key[0], records, site, batch_id) for key, records in groups.items()}
     return tables, count
+
+
+def _check_record(root: str, record: dict[str, Any]) -> None:
+    """Raise ValueError unless `record` has what its batch table needs (a damaged line that
+    parses as JSON must be skipped here, not fail the whole segment's upload)."""
+    model = record.get("model")
+    if not isinstance(model, str) or not _MODEL_NAME.match(model):
+        raise ValueError(f"model {model!r} is not a model name")
+    if not isinstance(record.get("request_id"), str):
+        raise ValueError("no request_id")
+    if not isinstance(record.get("time"), int | float):
+        raise ValueError("no time")
+    if root == "captures":
+        if "version" not in record:
+            raise ValueError("no version")
+        float(record.get("latency_ms", 0.0))
+
+
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 def encode_batch(root: str, records: Iterable[dict[str, Any]], site: str, batch_id: str) -> bytes:
