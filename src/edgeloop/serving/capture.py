@@ -655,7 +655,9 @@ def _print_rows(head: str, texts: list[str]) -> list[str]:
         # Only the head encode_spool_tensors writes: then the rows below read exactly as
         # plain_tensors would print each (which keeps no other keys, and checks the name).
         canonical = orjson.dumps({k: spec[k] for k in ("name", "datatype", "shape")})
-        if head != f'[{canonical[:-1].decode()},"data":"':
+        if head != f'[{canonical[:-1].decode()},"data":"' or any(
+            type(dim) is not int for dim in shape
+        ):
             size = 0
     except (ValueError, KeyError, TypeError):
         size = 0
