@@ -156,23 +156,25 @@ def test_check_outputs_catches_schema_mismatches() -> None:
 
 TENSOR_DTYPES = [np.bool_, np.uint8, np.int16, np.int32, np.int64, np.float16, np.float32,
                  np.float64]  # fmt: skip
+# Any of those datatypes, of up to three small dimensions (empty ones included).
+ANY_TENSOR = st.sampled_from(TENSOR_DTYPES).flatmap(
+    lambda dtype: arrays(dtype, st.lists(st.integers(0, 4), max_size=3).map(tuple))
+)
+
+
+def _maybe_strided(array: np.ndarray, strided: bool) -> np.ndarray:
+    """Every other element of the last dimension (a view that is not contiguous) if asked."""
+    return array[..., ::2] if strided and array.ndim and array.shape[-1] > 1 else array
 
 
 @settings(max_examples=200)
-@given(
-    st.sampled_from(TENSOR_DTYPES).flatmap(
-        lambda dtype: arrays(dtype, st.lists(st.integers(0, 4), max_size=3).map(tuple))
-    ),
-    st.booleans(),
-    st.sampled_from(["input", "probabilities", 'ünïcode "quoted"']),
-)
+@given(ANY_TENSOR, st.booleans(), st.sampled_from(["input", "probabilities", 'ünïcode "quoted"']))
 def test_tensor_json_is_the_same_bytes_as_encoding_each_tensor_whole(
     array: np.ndarray, strided: bool, name: str
 ) -> None:
     # encode_tensors caches each (name, dtype, shape)'s JSON head; the bytes must not change,
     # for views that are not contiguous either, and twice in a row (the cached head).
-    if strided and array.ndim and array.shape[-1] > 1:
-        array = array[..., ::2]
+    array = _maybe_strided(array, strided)
     expected = orjson.dumps(
         [encode_tensor(name, array), encode_tensor("second", array.reshape(-1))],
         option=orjson.OPT_SERIALIZE_NUMPY,
@@ -184,21 +186,16 @@ def test_tensor_json_is_the_same_bytes_as_encoding_each_tensor_whole(
 
 @settings(max_examples=200)
 @given(
-    st.sampled_from(TENSOR_DTYPES).flatmap(
-        lambda dtype: arrays(dtype, st.lists(st.integers(0, 4), max_size=3).map(tuple))
-    ),
+    ANY_TENSOR, st.booleans(), st.sampled_from(["input", 'a "data":"x" name', "tab\there"]),
     st.booleans(),
-    st.sampled_from(["input", 'a "data":"x" name', "tab\there"]),
-    st.booleans(),
-)
+)  # fmt: skip
 def test_spool_tensors_print_back_to_the_same_json(
     array: np.ndarray, strided: bool, name: str, with_bytes: bool
 ) -> None:
     # The capture spool holds numeric tensors as base64 bytes; the uploader must print exactly
     # what encode_tensors would have (NaN, infinities and float16 included), and the spool
     # form must never hold a tab or newline (the spool line's separators).
-    if strided and array.ndim and array.shape[-1] > 1:
-        array = array[..., ::2]
+    array = _maybe_strided(array, strided)
     tensors = {name: array}
     if with_bytes:
         tensors["words"] = np.array(["a\tb", "ü"], dtype=object)

@@ -292,12 +292,17 @@ def encode_spool_tensors(arrays: dict[str, np.ndarray]) -> bytes:
     return b"[" + b",".join(parts) + b"]"
 
 
+# How a tensor whose data the spool holds as base64 starts its data (JSON escapes a quote
+# inside a name, so only a data key matches).
+SPOOL_BINARY_DATA = '"data":"'
+
+
 def plain_tensors(text: bytes | str) -> str:
     """A spool tensor list (`encode_spool_tensors`) as `encode_tensors` would have written it;
     text without binary data comes back unchanged. Raises ValueError for damaged text."""
     if isinstance(text, bytes):
         text = text.decode()
-    if '"data":"' not in text:  # JSON escapes a quote inside a name: only a data key matches
+    if SPOOL_BINARY_DATA not in text:
         return text
     tensors = orjson.loads(text)
     if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors):

@@ -50,11 +50,7 @@ class Spool:
         return sealed_segments(self.dir)
 
     def size_bytes(self) -> int:
-        total = 0
-        for path in self.dir.iterdir():
-            with suppress(FileNotFoundError):
-                total += path.stat().st_size
-        return total
+        return slot_usage(self.dir)[0]
 
     def append(self, lines: list[bytes]) -> None:
         """Write complete lines to the open segment (not yet durable: call `sync`)."""
@@ -103,6 +99,19 @@ class Spool:
 def sealed_segments(directory: Path) -> list[Path]:
     """The sealed segments of a spool slot directory, oldest first."""
     return sorted(directory.glob(f"*{SEALED_SUFFIX}"))
+
+
+def slot_usage(directory: Path) -> tuple[int, list[Path]]:
+    """The bytes a spool slot's files hold and its sealed segments, oldest first, from one
+    listing (files may go meanwhile: the writer drops segments, the uploader deletes them)."""
+    total, sealed = 0, []
+    with suppress(FileNotFoundError):
+        for path in directory.iterdir():
+            with suppress(FileNotFoundError):
+                total += path.stat().st_size
+                if path.suffix == SEALED_SUFFIX:
+                    sealed.append(path)
+    return total, sorted(sealed)
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from edgeloop.serving.cpuload import CpuLoad
 from edgeloop.serving.priority import lower_priority
-from edgeloop.serving.spool import sealed_segments
+from edgeloop.serving.spool import slot_usage
 
 # Seconds between looks at the CPUs while uploads wait.
 DEFER_POLL_SECONDS = 0.5
@@ -69,16 +69,12 @@ def upload_waits(
 
 def _spool_state(spool: Path) -> tuple[float | None, int]:
     """Age in seconds of the oldest sealed segment (None when there is none) and the bytes
-    the spool slot holds (files may go meanwhile: the writer drops, this process uploads)."""
-    size, ages = 0, []
-    with contextlib.suppress(FileNotFoundError):
-        for path in spool.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                size += path.stat().st_size
-        for path in sealed_segments(spool)[:1]:
-            with contextlib.suppress(FileNotFoundError):
-                ages.append(max(0.0, time.time() - path.stat().st_mtime))
-    return (ages[0] if ages else None), size
+    the spool slot holds."""
+    size, sealed = slot_usage(spool)
+    for path in sealed:
+        with contextlib.suppress(FileNotFoundError):  # uploaded meanwhile: the next one
+            return max(0.0, time.time() - path.stat().st_mtime), size
+    return None, size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
