@@ -62,10 +62,13 @@ def test_directories_are_synced_before_events_and_ledger(
     ledger = Ledger(tmp_path / "ledger.db")
     rep = Replicator(
         source.store, target, ledger, sink, source_journal=source.journal,
-        target_site="core", options=ReplicationOptions(transfers=4, batch_size=32),
+        target_site="core",
+        # Copy threads: copy processes make the same promise in serve (test_copy_processes).
+        options=ReplicationOptions(transfers=4, batch_size=32, processes=0),
     )  # fmt: skip
     with rep:
         snap = rep.run_once()
+    assert rep._processes is None
     assert snap.copied == 200
     assert len(sink.events) == 200
     assert sink.unsynced_at_emit == []

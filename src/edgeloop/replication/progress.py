@@ -157,17 +157,27 @@ class RichReporter:
             transient=False,
         )
         self._task = self._progress.add_task("replicate", total=None, note="")
-        self._progress.start()
+        self._started = False
         self._done = 0
 
+    def _start(self) -> None:
+        # On first use, not when built: the bar's refresh thread must not exist yet when a
+        # replicator forks its copy processes (workers.py forks only a single-thread process).
+        if not self._started:
+            self._started = True
+            self._progress.start()
+
     def copied(self, key: str, size: int, skipped: bool) -> None:
+        self._start()
         self._done += 1
         self._progress.update(self._task, completed=self._done)
 
     def retrying(self, key: str | None, error: str, delay: float) -> None:
+        self._start()
         self._progress.console.print(f"[yellow]retry[/] {key or 'target'} in {delay:.1f}s: {error}")
 
     def status(self, snapshot: Snapshot) -> None:
+        self._start()
         note = f"backlog {snapshot.backlog}"
         if not snapshot.target_available:
             note += " [red]target unavailable[/]"

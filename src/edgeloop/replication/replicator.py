@@ -1,4 +1,4 @@
-"""The replication loop: journal -> ledger -> copies in a thread pool -> events -> ledger done.
+"""The replication loop: journal -> ledger -> copies in threads or processes -> events -> done.
 
 Durable steps, in this order, so a kill -9 anywhere loses and duplicates nothing: the ledger
 records a pending entry (with the journal cursor, in one transaction); the target makes the
@@ -10,12 +10,13 @@ entries, checking the target first, and a repeated event is a no-op at the sink.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice, takewhile
@@ -33,6 +34,7 @@ from edgeloop.replication.copier import (
 )
 from edgeloop.replication.ledger import Copied, Ledger, LedgerCounts, LedgerEntry
 from edgeloop.replication.plan import (
+    CopyTask,
     diff_listing,
     public_url,
     replicated_event,
@@ -41,6 +43,7 @@ from edgeloop.replication.plan import (
 from edgeloop.replication.progress import ProgressReporter, SilentReporter, Snapshot
 from edgeloop.replication.rate import TokenBucket
 from edgeloop.replication.sinks import as_batch_sink
+from edgeloop.replication.workers import CopyProcesses, CopyWorkerLost, local_pair
 from edgeloop.store.base import ObjectStore, SyncDeferringStore
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,10 @@ class ReplicationOptions:
     """Copies whose events and ledger updates are written in one transaction."""
     list_page: int = 1000
     poll_interval: float = 1.0
+    processes: int | None = None
+    """Copy processes between two directory stores (workers.py): None starts one per
+    transfer when the target fsyncs, else one per CPU up to `transfers`; 0 or 1 copies in
+    threads. Other stores and a bandwidth limit always copy in `transfers` threads."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,8 @@ class Replicator:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._bucket = TokenBucket(self.options.bwlimit) if self.options.bwlimit else None
         self._pool: ThreadPoolExecutor | None = None
+        self._processes: CopyProcesses | None = None
+        self._process_count = self._copy_processes_wanted()
         self._outage_since: float | None = None
         self._journal_waiting = False
         self._stop = threading.Event()
@@ -173,6 +182,7 @@ class Replicator:
         without one, a full listing pass is the only way to see what exists.
         """
         self._reset_counters()
+        self._start_processes()
         full = self.source_journal is None if full is None else full
         listing = full
         more = True  # whether another planning step may find more to copy
@@ -207,6 +217,7 @@ class Replicator:
         """Replicate continuously until `stop` is set: journal events as they come, a
         listing pass every `anti_entropy_interval` seconds, retries with backoff."""
         self._stop = stop
+        self._start_processes()
         more = False  # whether the last planning step found work or has more to list
 
         def plan() -> None:
@@ -244,6 +255,9 @@ class Replicator:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._processes is not None:
+            self._processes.close()
+            self._processes = None
 
     def __enter__(self) -> Replicator:
         return self
@@ -334,6 +348,48 @@ class Replicator:
         return not done
 
     # -- copying --------------------------------------------------------------------------
+    def _copy_processes_wanted(self) -> int:
+        """How many copy processes this pair gets (0: copies run in threads)."""
+        if local_pair(self.source, self.target) is None or self._bucket is not None:
+            return 0
+        wanted = self.options.processes
+        if wanted is None:
+            # A copy that fsyncs waits on the disk more than it uses a CPU: one process per
+            # transfer keeps that many syncs in flight. Without fsync copies are CPU work.
+            cpus = os.cpu_count() or 1
+            fsyncs = getattr(self.target, "fsync", False)
+            wanted = self.options.transfers if fsyncs else min(self.options.transfers, cpus)
+        return wanted if wanted > 1 else 0
+
+    def _start_processes(self) -> None:
+        # Started as a pass begins, so their start overlaps with the first planning step.
+        pair = local_pair(self.source, self.target)
+        if self._process_count and self._processes is None and pair is not None:
+            try:
+                self._processes = CopyProcesses(*pair, self._process_count)
+            except OSError as exc:  # no processes to be had (limits): threads still copy
+                log.warning("cannot start copy processes (%s); copying in threads", exc)
+                self._process_count = 0
+
+    def _lose_processes(self, why: BaseException) -> None:
+        """A copy process died (killed, out of memory): copy in threads from now on."""
+        if self._processes is not None:
+            log.warning("%s; copying in threads from now on", why)
+            self._processes.close()
+            self._processes = None
+        self._process_count = 0
+
+    def _submit(self, tasks: list[CopyTask]) -> Future[list[CopyResult]]:
+        """Start copying one group in a copy process when there are any, else in a thread."""
+        if self._processes is not None:
+            try:
+                return self._processes.submit(tasks)
+            except CopyWorkerLost as exc:
+                self._lose_processes(exc)
+        return self._executor().submit(
+            copy_batch, self.source, self._copy_target, tasks, self._bucket, self._may_start_copies
+        )
+
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
@@ -348,8 +404,8 @@ class Replicator:
         `plan_ahead`, when given, is called as the queue runs low to queue more entries (it
         returns False when it did nothing), so planning overlaps with the copies in flight.
         """
-        pool = self._executor()
-        window = self.options.transfers * 2  # groups in flight: one running, one queued each
+        workers = self._process_count or self.options.transfers
+        window = workers * 2  # groups in flight: one running, one queued each
         # Refill below this many queued entries: deep enough to keep the workers busy while
         # the next page is planned.
         low_water = max(window * GROUP_MAX_OBJECTS, self.options.list_page // 2)
@@ -374,14 +430,7 @@ class Replicator:
                         claimed.update(e.key for e in fresh)
                 while waiting and len(inflight) < window:
                     group = _next_group(waiting)
-                    future = pool.submit(
-                        copy_batch,
-                        self.source,
-                        self._copy_target,
-                        [entry.task() for entry in group],
-                        self._bucket,
-                        self._may_start_copies,
-                    )
+                    future = self._submit([entry.task() for entry in group])
                     future.add_done_callback(completions.put)
                     inflight[future] = group
             if not inflight:
@@ -395,7 +444,12 @@ class Replicator:
             for future in done:
                 group = inflight.pop(future)
                 error = future.exception()
-                results = future.result() if error is None else [error] * len(group)
+                results: Sequence[CopyResult | BaseException]
+                if isinstance(error, CopyWorkerLost):  # not these copies' fault: not attempted
+                    self._lose_processes(error)
+                    results = [NOT_ATTEMPTED] * len(group)
+                else:
+                    results = future.result() if error is None else [error] * len(group)
                 for entry, result in zip(group, results, strict=True):
                     if isinstance(result, CopyOutcome):
                         finished.append(result)

@@ -1,0 +1,234 @@
+"""Copy processes between two directory stores (workers.py): the wire, the worker's promise
+to sync before it answers, the replicator on spawned and forked workers, a worker killed
+mid-run, and no worker left behind by a replicator that exits or is killed."""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from replication_doubles import Source, target_objects
+
+import edgeloop.store.local as local_module
+from edgeloop.errors import ChecksumMismatch, ObjectNotFound
+from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
+from edgeloop.replication.copier import NOT_ATTEMPTED, CopyOutcome, is_outage
+from edgeloop.replication.plan import CopyTask
+from edgeloop.replication.workers import (
+    CopyWorkerError,
+    decode_results,
+    decode_tasks,
+    encode_results,
+    encode_tasks,
+    local_pair,
+    serve,
+)
+from edgeloop.store import LocalStore, MemoryStore
+from edgeloop.testing.serving import wait_for
+
+
+def test_tasks_and_results_cross_the_wire_unchanged() -> None:
+    tasks = [CopyTask("a/1.bin", 10, "ab" * 32, True), CopyTask('q"uote\\d/é', 0, None)]
+    assert decode_tasks(encode_tasks(tasks)) == tasks
+    outcome = CopyOutcome("a/1.bin", 10, "ab" * 32, "cd" * 32, skipped=True)
+    gone = CopyOutcome("b", 3, None, None, gone=True)
+    results = decode_results(
+        encode_results(
+            [
+                outcome,
+                gone,
+                NOT_ATTEMPTED,
+                ChecksumMismatch("a/1.bin: expected x, got y"),
+                ObjectNotFound("b"),
+                OSError(errno.ENOSPC, "No space left on device"),
+                FileNotFoundError(errno.ENOENT, "No such file or directory", "/x"),
+                RuntimeError("boom"),
+            ]
+        )
+    )
+    assert results[:3] == [outcome, gone, NOT_ATTEMPTED]
+    checksum, missing, full, no_file, other = results[3:]
+    assert isinstance(checksum, ChecksumMismatch) and "expected x" in str(checksum)
+    assert isinstance(missing, ObjectNotFound)
+    # An errno travels, so a full disk still reads as an outage (pause, not a bad object).
+    assert isinstance(full, OSError) and full.errno == errno.ENOSPC and is_outage(full)
+    assert isinstance(no_file, FileNotFoundError) and "/x" in str(no_file)
+    assert not is_outage(no_file)
+    assert isinstance(other, CopyWorkerError) and str(other) == "RuntimeError: boom"
+
+
+class _Answers(io.BytesIO):
+    """Records which directories had been synced when each answer was written."""
+
+    def __init__(self, synced: list[Path]) -> None:
+        super().__init__()
+        self.synced = synced
+        self.synced_at_answer: list[set[Path]] = []
+
+    def write(self, data: bytes, /) -> int:  # type: ignore[override]
+        self.synced_at_answer.append(set(self.synced))
+        return super().write(data)
+
+
+def test_a_worker_syncs_the_directories_of_a_group_before_it_answers(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real = local_module._fsync_dir
+
+    def record(path: Path) -> None:
+        real(path)
+        synced.append(Path(path))
+
+    monkeypatch.setattr(local_module, "_fsync_dir", record)
+    written = source.write(3, prefix="captures/m/a/") | source.write(2, prefix="captures/n/")
+    target = LocalStore(tmp_path / "target")
+    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
+    requests = io.BytesIO(encode_tasks(tasks[:3]) + encode_tasks(tasks[3:]))
+    answers = _Answers(synced)
+    serve(requests, answers, source.store, target, os.getppid())
+
+    lines = answers.getvalue().splitlines()
+    assert [len(decode_results(line)) for line in lines] == [3, 2]
+    for line, synced_then in zip(lines, answers.synced_at_answer, strict=True):
+        for outcome in decode_results(line):
+            assert isinstance(outcome, CopyOutcome)
+            assert (target.root / outcome.key).parent in synced_then
+    assert target_objects(target) == written
+
+
+def test_serve_stops_when_its_parent_is_gone(source: Source, tmp_path: Path) -> None:
+    source.write(2)
+    target = LocalStore(tmp_path / "target")
+    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
+    answers = io.BytesIO()
+    serve(io.BytesIO(encode_tasks(tasks)), answers, source.store, target, parent=-1)
+    assert answers.getvalue() == b""
+    assert target_objects(target) == {}
+
+
+def test_only_two_directory_stores_make_a_pair(tmp_path: Path) -> None:
+    a, b = LocalStore(tmp_path / "a"), LocalStore(tmp_path / "b")
+    assert local_pair(a, b) == (a, b)
+    assert local_pair(a, MemoryStore()) is None
+
+
+def _replicator(
+    source: Source, target: LocalStore, state: Path, sink: MemorySink, **options: object
+) -> Replicator:
+    state.mkdir(parents=True, exist_ok=True)
+    return Replicator(
+        source.store, target, Ledger(state / "ledger.db"), sink,
+        source_journal=source.journal, target_site="core",
+        options=ReplicationOptions(**options),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_the_replicator_copies_in_processes_between_directories(
+    source: Source, tmp_path: Path, fsync: bool
+) -> None:
+    written = source.write(150, size=3000)
+    target = LocalStore(tmp_path / "target", fsync=fsync)
+    sink = MemorySink()
+    rep = _replicator(source, target, tmp_path, sink, transfers=3, processes=3)
+    with rep:
+        snap = rep.run_once()
+        assert rep._processes is not None and len(rep._processes.workers) == 3
+        pids = rep._processes.pids
+    assert snap.copied == 150 and snap.failed == 0
+    assert target_objects(target) == written
+    assert rep.ledger.counts().done == 150
+    assert len(sink.events) == 150
+    assert not any(_running(pid) for pid in pids)  # close() reaped every worker
+
+
+def test_no_processes_for_a_bandwidth_limit_or_one_transfer(source: Source, tmp_path: Path) -> None:
+    source.write(5)
+    choices = ({"bwlimit": 10e6, "processes": 2}, {"transfers": 1}, {"processes": 0})
+    for i, options in enumerate(choices):
+        target = LocalStore(tmp_path / f"target-{i}")
+        state = tmp_path / f"state-{i}"
+        rep = _replicator(source, target, state, MemorySink(), **options)
+        with rep:
+            assert rep.run_once().copied == 5
+            assert rep._processes is None
+
+
+def test_a_killed_worker_hands_its_copies_to_threads(
+    source: Source, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    written = source.write(60)
+    target = LocalStore(tmp_path / "target", fsync=False)
+    sink = MemorySink()
+    rep = _replicator(source, target, tmp_path, sink, transfers=2, processes=2)
+    with rep:
+        rep._start_processes()
+        assert rep._processes is not None
+        for pid in rep._processes.pids:  # both gone before the first group is sent
+            os.kill(pid, signal.SIGKILL)
+        with caplog.at_level(logging.WARNING):
+            snap = rep.run_once()
+        assert rep._processes is None
+    assert "copying in threads from now on" in caplog.text
+    assert snap.copied == 60 and snap.failed == 0
+    assert target_objects(target) == written
+    assert len(sink.events) == 60
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cli(tmp_path: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "edgeloop", "replicate",
+        "--from", f"file://{tmp_path / 'source'}", "--to", f"file://{tmp_path / 'target'}",
+        "--state", str(tmp_path / "state"), "--transfers", "3", "--once",
+    ]  # fmt: skip
+
+
+def _worker_pids(stderr: str) -> tuple[str, list[int]]:
+    match = re.search(r"in 3 (forked|spawned) copy processes \(pids ([\d ]+)\)", stderr)
+    assert match, stderr
+    return match[1], [int(pid) for pid in match[2].split()]
+
+
+def test_the_cli_forks_its_copy_processes_and_reaps_them(source: Source, tmp_path: Path) -> None:
+    written = source.write(40)
+    env = {**os.environ, "EDGELOOP_NO_PROGRESS": "1", "EDGELOOP_LOG_LEVEL": "DEBUG"}
+    done = subprocess.run(
+        _cli(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    how, pids = _worker_pids(done.stderr)
+    assert how == "forked"  # the command runs one thread when it starts its copies
+    assert not any(_running(pid) for pid in pids)
+    assert target_objects(LocalStore(tmp_path / "target")) == written
+
+
+def test_copy_processes_exit_when_the_replicator_is_killed(source: Source, tmp_path: Path) -> None:
+    source.write(3000, size=20_000)
+    env = {**os.environ, "EDGELOOP_NO_PROGRESS": "1", "EDGELOOP_LOG_LEVEL": "DEBUG"}
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        replicator = subprocess.Popen(_cli(tmp_path), env=env, stderr=err)
+        try:
+            wait_for(lambda: "copy processes (pids" in stderr.read_text(), timeout=60)
+            replicator.send_signal(signal.SIGKILL)
+        finally:
+            replicator.wait(30)
+    _how, pids = _worker_pids(stderr.read_text())
+    wait_for(lambda: not any(_running(pid) for pid in pids), timeout=30)
