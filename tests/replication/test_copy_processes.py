@@ -105,6 +105,24 @@ def test_a_worker_syncs_the_directories_of_a_group_before_it_answers(
     assert target_objects(target) == written
 
 
+def test_a_group_that_cannot_be_made_durable_is_answered_as_failed(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local_module, "_fsync_dir", broken)
+    source.write(3)
+    target = LocalStore(tmp_path / "target")
+    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
+    answers = io.BytesIO()
+    serve(io.BytesIO(encode_tasks(tasks)), answers, source.store, target, os.getppid())
+    results = decode_results(answers.getvalue())
+    # Not durable, so not done: each copy comes back as an outage error, to be retried.
+    assert all(isinstance(r, OSError) and r.errno == errno.EIO for r in results), results
+    assert all(is_outage(r) for r in results if isinstance(r, Exception))
+
+
 def test_serve_stops_when_its_parent_is_gone(source: Source, tmp_path: Path) -> None:
     source.write(2)
     target = LocalStore(tmp_path / "target")

@@ -173,7 +173,13 @@ def replicate(
         "--full",
         help="With a source journal, also list the source (an anti-entropy pass) in --once mode.",
     ),
-    transfers: int = typer.Option(4, "--transfers", min=1, max=256, help="Parallel copies."),
+    transfers: int = typer.Option(
+        4,
+        "--transfers",
+        min=1,
+        max=256,
+        help="Parallel copies (between two directories: copy processes, see docs/replication.md).",
+    ),
     bwlimit: str = typer.Option(
         None, "--bwlimit", help="Bandwidth limit in bytes/s over all transfers, e.g. 10M."
     ),

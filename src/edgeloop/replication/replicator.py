@@ -356,7 +356,7 @@ class Replicator:
         if wanted is None:
             # A copy that fsyncs waits on the disk more than it uses a CPU: one process per
             # transfer keeps that many syncs in flight. Without fsync copies are CPU work.
-            cpus = os.cpu_count() or 1
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
             fsyncs = getattr(self.target, "fsync", False)
             wanted = self.options.transfers if fsyncs else min(self.options.transfers, cpus)
         return wanted if wanted > 1 else 0

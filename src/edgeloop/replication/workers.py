@@ -141,7 +141,10 @@ def serve(requests: IO[bytes], answers: IO[bytes], source: ObjectStore, target: 
         if not parent_alive():
             return
         results = copy_batch(source, view, decode_tasks(line), keep_going=parent_alive)
-        view.sync()  # one fsync per directory the group renamed into, before answering
+        try:
+            view.sync()  # one fsync per directory the group renamed into, before answering
+        except OSError as exc:  # not durable, so not done: the copies are retried
+            results = [exc if isinstance(r, CopyOutcome) else r for r in results]
         answers.write(encode_results(results))
         answers.flush()
 
