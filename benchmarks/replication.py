@@ -42,6 +42,13 @@ from edgeloop.testing.s3server import S3Server, rclone_binary  # noqa: E402
 BIN = Path(sys.executable).parent
 TRANSFERS = 4
 TOOLS = ("rclone", "edgeloop")
+DIR_TOOLS = ("rclone", "edgeloop", "edgeloop-nofsync", "rclone-sync")
+# (edgeloop run, reference run, scenario suffix) of each directory-target row.
+DIR_PAIRS = [
+    ("edgeloop", "rclone", ""),
+    ("edgeloop-nofsync", "rclone", " (no fsync)"),
+    ("edgeloop", "rclone-sync", " (durable: rclone + sync -f)"),
+]
 # After deleting many files, wait this long before measuring again (see side_by_side).
 SETTLE_SECONDS = 35.0
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,25 +64,32 @@ def populate(directory: Path, count: int, size: int) -> int:
     return count * size
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run `command` to completion: (wall seconds, CPU seconds of the child, user + system)."""
+def timed(
+    command: list[str], env: dict[str, str], *, then_sync: Path | None = None
+) -> tuple[float, float]:
+    """Run `command` to completion: (wall seconds, CPU seconds of the child, user + system).
+    With `then_sync`, the time includes `sync -f` of that directory's file system after it."""
     # Write back every dirty page first: otherwise the kernel flushes the previous run's
     # 130 MB while this one runs, and an fsyncing tool waits behind the other tool's data.
     os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
+    if then_sync is not None:
+        subprocess.run(["sync", "-f", str(then_sync)], check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
 
-def run_rclone(src: Path, dst: str, env: dict[str, str]) -> tuple[float, float]:
+def run_rclone(
+    src: Path, dst: str, env: dict[str, str], *, then_sync: Path | None = None
+) -> tuple[float, float]:
     return timed(
         [rclone_binary(), "copy", str(src), dst, "--transfers", str(TRANSFERS),
          "--checkers", str(TRANSFERS), "--exclude", ".edgeloop-tmp/**"],
-        env,
+        env, then_sync=then_sync,
     )  # fmt: skip
 
 
@@ -103,8 +117,10 @@ def side_by_side(
     }
     for target in ("dir", "s3"):
         # rclone does not fsync a local target; edgeloop does by default (?fsync=0 turns it
-        # off), so the directory target is measured both ways.
-        tools = ("rclone", "edgeloop", "edgeloop-nofsync") if target == "dir" else TOOLS
+        # off), so the directory target is measured both ways, and a third way where rclone's
+        # copies are made durable too: `rclone copy` then `sync -f` of the target's file
+        # system (inside rclone's time), durable against durable.
+        tools = DIR_TOOLS if target == "dir" else TOOLS
         times: dict[str, list[float]] = {tool: [] for tool in tools}
         cpus: dict[str, list[float]] = {tool: [] for tool in tools}
         # Many small targets are kept until the scenario ends: this machine's ext4 has no
@@ -117,7 +133,7 @@ def side_by_side(
                 tag = f"{name}-{target}-{tool}-{r}"
                 if target == "dir":
                     dest_dir = work / "targets" / tag
-                    dst = str(dest_dir) if tool == "rclone" else f"file://{dest_dir}"
+                    dst = str(dest_dir) if tool.startswith("rclone") else f"file://{dest_dir}"
                     if tool == "edgeloop-nofsync":
                         dst += "?fsync=0"
                 else:
@@ -125,6 +141,8 @@ def side_by_side(
                     dst = f"bench:{tag}" if tool == "rclone" else server.url(tag)
                 if tool == "rclone":
                     wall, cpu = run_rclone(src, dst, env)
+                elif tool == "rclone-sync":
+                    wall, cpu = run_rclone(src, dst, env, then_sync=dest_dir)
                 else:
                     wall, cpu = run_edgeloop(src, dst, work / "state" / tag)
                 if r >= 0:
@@ -140,22 +158,23 @@ def side_by_side(
                     shutil.rmtree(server.root / f"{name}-{target}-{tool}-{r}", ignore_errors=True)
             time.sleep(SETTLE_SECONDS)
         med = {tool: statistics.median(ts) for tool, ts in times.items()}
-        for tool in tools[1:]:
-            ratios = [a / b for a, b in zip(times["rclone"], times[tool], strict=True)]
-            cpu_ratios = [a / b for a, b in zip(cpus["rclone"], cpus[tool], strict=True)]
-            suffix = " (no fsync)" if tool == "edgeloop-nofsync" else ""
+        pairs = DIR_PAIRS if target == "dir" else [("edgeloop", "rclone", "")]
+        for tool, reference, suffix in pairs:
+            ratios = [a / b for a, b in zip(times[reference], times[tool], strict=True)]
+            cpu_ratios = [a / b for a, b in zip(cpus[reference], cpus[tool], strict=True)]
             rows.append(
                 {
                     "scenario": f"{name} dir->{target}{suffix}",
+                    "reference": reference,
                     "objects": count,
                     "bytes": nbytes,
-                    "rclone_s": times["rclone"],
+                    "rclone_s": times[reference],
                     "edgeloop_s": times[tool],
-                    "rclone_cpu_s": cpus["rclone"],
+                    "rclone_cpu_s": cpus[reference],
                     "edgeloop_cpu_s": cpus[tool],
-                    "rclone_objects_per_s": count / med["rclone"],
+                    "rclone_objects_per_s": count / med[reference],
                     "edgeloop_objects_per_s": count / med[tool],
-                    "rclone_MB_per_s": nbytes / 1e6 / med["rclone"],
+                    "rclone_MB_per_s": nbytes / 1e6 / med[reference],
                     "edgeloop_MB_per_s": nbytes / 1e6 / med[tool],
                     "ratio_edgeloop_over_rclone": statistics.median(ratios),
                     "ratio_min": min(ratios),

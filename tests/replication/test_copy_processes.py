@@ -1,6 +1,6 @@
-"""Copy processes between two directory stores (workers.py): the wire, the worker's promise
-to sync before it answers, the replicator on spawned and forked workers, a worker killed
-mid-run, and no worker left behind by a replicator that exits or is killed."""
+"""Copy processes between two directory stores (workers.py): the wire, the directories a
+worker leaves for its replicator to sync, the replicator on spawned and forked workers, a
+worker killed mid-run, and no worker left behind by a replicator that exits or is killed."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ import pytest
 from replication_doubles import Source, target_objects
 
 import edgeloop.store.local as local_module
-from edgeloop.errors import ChecksumMismatch, ObjectNotFound
+from edgeloop.errors import ChecksumMismatch, ObjectNotFound, StoreError
 from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
 from edgeloop.replication.copier import NOT_ATTEMPTED, CopyOutcome, is_outage
 from edgeloop.replication.plan import CopyTask
 from edgeloop.replication.workers import (
     CopyWorkerError,
-    decode_results,
+    decode_answer,
     decode_tasks,
-    encode_results,
+    encode_answer,
     encode_tasks,
     local_pair,
     serve,
@@ -40,8 +40,8 @@ def test_tasks_and_results_cross_the_wire_unchanged() -> None:
     assert decode_tasks(encode_tasks(tasks)) == tasks
     outcome = CopyOutcome("a/1.bin", 10, "ab" * 32, "cd" * 32, skipped=True)
     gone = CopyOutcome("b", 3, None, None, gone=True)
-    results = decode_results(
-        encode_results(
+    results, unsynced = decode_answer(
+        encode_answer(
             [
                 outcome,
                 gone,
@@ -51,9 +51,11 @@ def test_tasks_and_results_cross_the_wire_unchanged() -> None:
                 OSError(errno.ENOSPC, "No space left on device"),
                 FileNotFoundError(errno.ENOENT, "No such file or directory", "/x"),
                 RuntimeError("boom"),
-            ]
+            ],
+            ["/store/a", "/store/a/b"],
         )
     )
+    assert unsynced == ["/store/a", "/store/a/b"]
     assert results[:3] == [outcome, gone, NOT_ATTEMPTED]
     checksum, missing, full, no_file, other = results[3:]
     assert isinstance(checksum, ChecksumMismatch) and "expected x" in str(checksum)
@@ -65,62 +67,37 @@ def test_tasks_and_results_cross_the_wire_unchanged() -> None:
     assert isinstance(other, CopyWorkerError) and str(other) == "RuntimeError: boom"
 
 
-class _Answers(io.BytesIO):
-    """Records which directories had been synced when each answer was written."""
-
-    def __init__(self, synced: list[Path]) -> None:
-        super().__init__()
-        self.synced = synced
-        self.synced_at_answer: list[set[Path]] = []
-
-    def write(self, data: bytes, /) -> int:  # type: ignore[override]
-        self.synced_at_answer.append(set(self.synced))
-        return super().write(data)
-
-
-def test_a_worker_syncs_the_directories_of_a_group_before_it_answers(
+def test_a_worker_names_the_directories_to_sync_and_syncs_none_itself(
     source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[Path] = []
-    real = local_module._fsync_dir
-
-    def record(path: Path) -> None:
-        real(path)
-        synced.append(Path(path))
-
-    monkeypatch.setattr(local_module, "_fsync_dir", record)
+    monkeypatch.setattr(local_module, "_fsync_dir", lambda path: synced.append(Path(path)))
     written = source.write(3, prefix="captures/m/a/") | source.write(2, prefix="captures/n/")
     target = LocalStore(tmp_path / "target")
     tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
     requests = io.BytesIO(encode_tasks(tasks[:3]) + encode_tasks(tasks[3:]))
-    answers = _Answers(synced)
+    answers = io.BytesIO()
     serve(requests, answers, source.store, target, os.getppid())
 
+    assert synced == []  # the replicator syncs, once per batch of every worker's groups
     lines = answers.getvalue().splitlines()
-    assert [len(decode_results(line)) for line in lines] == [3, 2]
-    for line, synced_then in zip(lines, answers.synced_at_answer, strict=True):
-        for outcome in decode_results(line):
+    assert len(lines) == 2
+    for line in lines:
+        results, unsynced = decode_answer(line)
+        for outcome in results:
             assert isinstance(outcome, CopyOutcome)
-            assert (target.root / outcome.key).parent in synced_then
+            assert str((target.root / outcome.key).parent) in unsynced
     assert target_objects(target) == written
 
 
-def test_a_group_that_cannot_be_made_durable_is_answered_as_failed(
-    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(path: Path) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(local_module, "_fsync_dir", broken)
-    source.write(3)
-    target = LocalStore(tmp_path / "target")
-    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
-    answers = io.BytesIO()
-    serve(io.BytesIO(encode_tasks(tasks)), answers, source.store, target, os.getppid())
-    results = decode_results(answers.getvalue())
-    # Not durable, so not done: each copy comes back as an outage error, to be retried.
-    assert all(isinstance(r, OSError) and r.errno == errno.EIO for r in results), results
-    assert all(is_outage(r) for r in results if isinstance(r, Exception))
+def test_the_replicator_refuses_directories_outside_its_target(tmp_path: Path) -> None:
+    view = LocalStore(tmp_path / "target").deferring_sync()
+    with pytest.raises(StoreError, match="outside the store"):
+        view.add_unsynced([str(tmp_path / "elsewhere")])
+    with pytest.raises(StoreError, match="outside the store"):
+        view.add_unsynced([str(tmp_path / "target-sibling")])
+    view.add_unsynced([str(view.root), str(view.root / "a")])
+    assert view.take_unsynced() == [str(view.root), str(view.root / "a")]
 
 
 def test_serve_stops_when_its_parent_is_gone(source: Source, tmp_path: Path) -> None:

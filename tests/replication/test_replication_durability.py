@@ -40,8 +40,9 @@ class CheckingSink:
         return new
 
 
+@pytest.mark.parametrize("processes", [0, 2], ids=["threads", "processes"])
 def test_directories_are_synced_before_events_and_ledger(
-    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
     synced: set[Path] = set()
     calls: list[Path] = []
@@ -63,12 +64,12 @@ def test_directories_are_synced_before_events_and_ledger(
     rep = Replicator(
         source.store, target, ledger, sink, source_journal=source.journal,
         target_site="core",
-        # Copy threads: copy processes make the same promise in serve (test_copy_processes).
-        options=ReplicationOptions(transfers=4, batch_size=32, processes=0),
+        # Copy processes leave the syncs to the replicator too: it makes them here.
+        options=ReplicationOptions(transfers=4, batch_size=32, processes=processes),
     )  # fmt: skip
     with rep:
         snap = rep.run_once()
-    assert rep._processes is None
+        assert (rep._processes is not None) == bool(processes)
     assert snap.copied == 200
     assert len(sink.events) == 200
     assert sink.unsynced_at_emit == []

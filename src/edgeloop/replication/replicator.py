@@ -45,6 +45,7 @@ from edgeloop.replication.rate import TokenBucket
 from edgeloop.replication.sinks import as_batch_sink
 from edgeloop.replication.workers import CopyProcesses, CopyWorkerLost, local_pair
 from edgeloop.store.base import ObjectStore, SyncDeferringStore
+from edgeloop.store.local import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -364,9 +365,18 @@ class Replicator:
     def _start_processes(self) -> None:
         # Started as a pass begins, so their start overlaps with the first planning step.
         pair = local_pair(self.source, self.target)
-        if self._process_count and self._processes is None and pair is not None:
+        view = self._copy_target
+        if (
+            self._process_count
+            and self._processes is None
+            and pair is not None
+            and isinstance(view, LocalStore)
+        ):
             try:
-                self._processes = CopyProcesses(*pair, self._process_count)
+                # The workers' renames are synced by this view's sync(), once per batch.
+                self._processes = CopyProcesses(
+                    *pair, self._process_count, note_unsynced=view.add_unsynced
+                )
             except OSError as exc:  # no processes to be had (limits): threads still copy
                 log.warning("cannot start copy processes (%s); copying in threads", exc)
                 self._process_count = 0

@@ -98,8 +98,10 @@ def _encode_result(result: CopyResult) -> Any:
     }
 
 
-def encode_results(results: Sequence[CopyResult]) -> bytes:
-    return orjson.dumps([_encode_result(r) for r in results]) + b"\n"
+def encode_answer(results: Sequence[CopyResult], unsynced: Sequence[str]) -> bytes:
+    """A group's outcomes, and the directories its renames changed that wait for a sync."""
+    answer = {"results": [_encode_result(r) for r in results], "unsynced": unsynced}
+    return orjson.dumps(answer) + b"\n"
 
 
 def _decode_error(item: dict[str, Any]) -> Exception:
@@ -115,9 +117,10 @@ def _decode_error(item: dict[str, Any]) -> Exception:
     return CopyWorkerError(f"{name}: {message}")
 
 
-def decode_results(line: bytes) -> list[CopyResult]:
+def decode_answer(line: bytes) -> tuple[list[CopyResult], list[str]]:
+    answer = orjson.loads(line)
     results: list[CopyResult] = []
-    for item in orjson.loads(line):
+    for item in answer["results"]:
         if item is None:
             results.append(NOT_ATTEMPTED)
         elif isinstance(item, list):
@@ -125,13 +128,18 @@ def decode_results(line: bytes) -> list[CopyResult]:
             results.append(CopyOutcome(key, size, sha, expected, skipped, gone))
         else:
             results.append(_decode_error(item))
-    return results
+    return results, answer["unsynced"]
 
 
 # -- the worker process --------------------------------------------------------------------
 def serve(requests: IO[bytes], answers: IO[bytes], source: ObjectStore, target: LocalStore,
           parent: int) -> None:  # fmt: skip
-    """Answer each group read from `requests` until it closes or `parent` is gone."""
+    """Answer each group read from `requests` until it closes or `parent` is gone.
+
+    Each answer names the directories the group renamed objects into: the replicator syncs
+    them, with those of every other worker, once per batch before it emits the batch's
+    events (one directory fsync per batch, not one per group and worker).
+    """
     view = target.deferring_sync()
 
     def parent_alive() -> bool:
@@ -141,11 +149,7 @@ def serve(requests: IO[bytes], answers: IO[bytes], source: ObjectStore, target: 
         if not parent_alive():
             return
         results = copy_batch(source, view, decode_tasks(line), keep_going=parent_alive)
-        try:
-            view.sync()  # one fsync per directory the group renamed into, before answering
-        except OSError as exc:  # not durable, so not done: the copies are retried
-            results = [exc if isinstance(r, CopyOutcome) else r for r in results]
-        answers.write(encode_results(results))
+        answers.write(encode_answer(results, view.take_unsynced()))
         answers.flush()
 
 
@@ -238,7 +242,8 @@ def _only_thread() -> bool:
 class _Worker:
     """One copy process: its pipes, and the futures of its groups in the order sent."""
 
-    def __init__(self, started: _Started) -> None:
+    def __init__(self, started: _Started, note_unsynced: Callable[[Sequence[str]], None]) -> None:
+        self._note_unsynced = note_unsynced
         self._requests = started.requests
         self._answers = started.answers
         self._wait = started.wait
@@ -273,9 +278,14 @@ class _Worker:
             with self._lock:
                 future = self.pending.popleft()
             try:
-                future.set_result(decode_results(line))
+                results, unsynced = decode_answer(line)
+                # Registered before the outcomes are seen, so the batch that holds them
+                # syncs these directories before its events.
+                self._note_unsynced(unsynced)
             except Exception as exc:  # a garbled answer: the group counts as not attempted
                 future.set_exception(CopyWorkerLost(f"unreadable answer: {exc}"))
+            else:
+                future.set_result(results)
         with self._lock:
             self.lost = True
             pending, self.pending = list(self.pending), deque()
@@ -295,14 +305,21 @@ class _Worker:
 
 class CopyProcesses:
     """`workers` copy processes between two directory stores; `submit` sends a group to the
-    least busy one and returns a future of its results, as a copy thread's would be.
+    least busy one and returns a future of its results, as a copy thread's would be. The
+    directories their renames changed go to `note_unsynced` before the results are set.
 
     While this process runs a single thread the workers are forked (a millisecond each, and
     nothing held by another thread can be copied half-done); otherwise each is a fresh
     interpreter (`python -m edgeloop.replication.workers`, about 70 ms of start-up).
     """
 
-    def __init__(self, source: LocalStore, target: LocalStore, workers: int) -> None:
+    def __init__(
+        self,
+        source: LocalStore,
+        target: LocalStore,
+        workers: int,
+        note_unsynced: Callable[[Sequence[str]], None],
+    ) -> None:
         started: list[_Started] = []
         self.forked = _only_thread()
         try:
@@ -324,7 +341,7 @@ class CopyProcesses:
                 s.wait()
             raise
         self.pids = [s.pid for s in started]
-        self.workers = [_Worker(s) for s in started]
+        self.workers = [_Worker(s, note_unsynced) for s in started]
         for index, worker in enumerate(self.workers):  # threads only after every fork
             worker.start_reading(index)
         log.debug(

@@ -11,7 +11,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,6 +193,24 @@ class LocalStore:
         for directory in sorted(directories, key=lambda d: d.count(os.sep), reverse=True):
             with contextlib.suppress(FileNotFoundError):  # tidied away by a delete since
                 _fsync_dir(directory)
+
+    def take_unsynced(self) -> list[str]:
+        """Empty this view's list of directories waiting for `sync()` and return it, for
+        another process to sync (a copy process hands them to its replicator)."""
+        if self._unsynced is None:
+            return []
+        with self._sync_lock:
+            directories, self._unsynced = self._unsynced, set()
+        return sorted(directories)
+
+    def add_unsynced(self, directories: Sequence[str]) -> None:
+        """Directories of this store that another process renamed objects into, to be
+        synced by the next `sync()` (at once, on a store that does not defer syncs)."""
+        root = self._root_text
+        if any(d != root and not d.startswith(root + "/") for d in directories):
+            raise StoreError(f"{self.url}: a directory to sync is outside the store")
+        if self.fsync:
+            self._sync_dirs(list(directories))
 
     def sweep_temp(self, older_than: float = STALE_TEMP_SECONDS) -> int:
         """Remove temp files a crashed writer left behind; returns how many were removed.
