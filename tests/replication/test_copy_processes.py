@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 from replication_doubles import Source, target_objects
 
+import edgeloop.replication.replicator as replicator_module
 import edgeloop.store.local as local_module
 from edgeloop.errors import ChecksumMismatch, ObjectNotFound, StoreError
 from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
 from edgeloop.replication.copier import NOT_ATTEMPTED, CopyOutcome, is_outage
 from edgeloop.replication.plan import CopyTask
+from edgeloop.replication.replicator import GROUP_MAX_BYTES, PROCESS_MIN_OBJECTS
 from edgeloop.replication.workers import (
     CopyWorkerError,
     decode_answer,
@@ -158,6 +160,37 @@ def test_no_processes_for_a_bandwidth_limit_or_one_transfer(source: Source, tmp_
             assert rep._processes is None
 
 
+def test_processes_only_for_enough_small_objects_and_large_ones_in_threads(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_threads: list[str] = []
+    real = replicator_module.copy_batch
+
+    def record(source_store, target_store, tasks, *args):  # type: ignore[no-untyped-def]
+        in_threads.extend(t.key for t in tasks)
+        return real(source_store, target_store, tasks, *args)
+
+    monkeypatch.setattr(replicator_module, "copy_batch", record)
+    few = source.write(PROCESS_MIN_OBJECTS - 1, prefix="few/")
+    target = LocalStore(tmp_path / "target", fsync=False)
+    rep = _replicator(source, target, tmp_path / "a", MemorySink(), transfers=2, processes=2)
+    with rep:
+        assert rep.run_once().copied == len(few)
+        assert rep._processes is None  # too few to be worth starting processes
+    assert sorted(in_threads) == sorted(few)
+
+    in_threads.clear()
+    small = source.write(PROCESS_MIN_OBJECTS, start=1000, prefix="many/")
+    large = source.write(2, start=2000, size=GROUP_MAX_BYTES + 1, prefix="large/")
+    rep = _replicator(source, target, tmp_path / "b", MemorySink(), transfers=2, processes=2)
+    with rep:
+        assert rep.run_once().copied == len(few) + len(small) + len(large)
+        assert rep._processes is not None
+    # The ledger of this replicator is new, so `few` is copied again, now in processes.
+    assert sorted(in_threads) == sorted(large)
+    assert target_objects(target) == few | small | large
+
+
 def test_a_killed_worker_hands_its_copies_to_threads(
     source: Source, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -203,7 +236,7 @@ def _worker_pids(stderr: str) -> tuple[str, list[int]]:
 
 
 def test_the_cli_forks_its_copy_processes_and_reaps_them(source: Source, tmp_path: Path) -> None:
-    written = source.write(40)
+    written = source.write(100)
     env = {**os.environ, "EDGELOOP_NO_PROGRESS": "1", "EDGELOOP_LOG_LEVEL": "DEBUG"}
     done = subprocess.run(
         _cli(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=True

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 # copies one object at a time, so `transfers` copies run in parallel, as before.
 GROUP_MAX_OBJECTS = 8
 GROUP_MAX_BYTES = 2 * 1024 * 1024
+# Fewer small copies than this go to threads: starting copy processes would cost more than
+# they save (about 1 ms each forked, 70 ms started afresh).
+PROCESS_MIN_OBJECTS = 64
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,6 @@ class Replicator:
         without one, a full listing pass is the only way to see what exists.
         """
         self._reset_counters()
-        self._start_processes()
         full = self.source_journal is None if full is None else full
         listing = full
         more = True  # whether another planning step may find more to copy
@@ -218,7 +220,6 @@ class Replicator:
         """Replicate continuously until `stop` is set: journal events as they come, a
         listing pass every `anti_entropy_interval` seconds, retries with backoff."""
         self._stop = stop
-        self._start_processes()
         more = False  # whether the last planning step found work or has more to list
 
         def plan() -> None:
@@ -362,8 +363,14 @@ class Replicator:
             wanted = self.options.transfers if fsyncs else min(self.options.transfers, cpus)
         return wanted if wanted > 1 else 0
 
-    def _start_processes(self) -> None:
-        # Started as a pass begins, so their start overlaps with the first planning step.
+    def _start_processes(self, waiting: Sequence[LedgerEntry] = ()) -> None:
+        """Start the copy processes when enough small copies wait (`waiting`, if given).
+
+        Called before the first copy of a drain starts, so usually while no copy thread
+        exists yet and the processes can be forked.
+        """
+        if waiting and sum(e.size <= GROUP_MAX_BYTES for e in waiting) < PROCESS_MIN_OBJECTS:
+            return
         pair = local_pair(self.source, self.target)
         view = self._copy_target
         if (
@@ -390,8 +397,10 @@ class Replicator:
         self._process_count = 0
 
     def _submit(self, tasks: list[CopyTask]) -> Future[list[CopyResult]]:
-        """Start copying one group in a copy process when there are any, else in a thread."""
-        if self._processes is not None:
+        """Start copying one group: small objects in a copy process when there are any,
+        a large object (a group of its own) in a thread, whose GIL is free while it hashes
+        and writes megabytes at a time."""
+        if self._processes is not None and sum(t.size for t in tasks) <= GROUP_MAX_BYTES:
             try:
                 return self._processes.submit(tasks)
             except CopyWorkerLost as exc:
@@ -414,7 +423,7 @@ class Replicator:
         `plan_ahead`, when given, is called as the queue runs low to queue more entries (it
         returns False when it did nothing), so planning overlaps with the copies in flight.
         """
-        workers = self._process_count or self.options.transfers
+        workers = max(self._process_count, self.options.transfers)
         window = workers * 2  # groups in flight: one running, one queued each
         # Refill below this many queued entries: deep enough to keep the workers busy while
         # the next page is planned.
@@ -426,6 +435,7 @@ class Replicator:
         claimed: set[str] = set()
         finished: list[CopyOutcome] = []
         fetch = True
+        may_start_processes = self._processes is None and self._process_count > 0
         last_flush = time.monotonic()
         while True:
             # On stop, start nothing new: in-flight copies finish and are flushed.
@@ -438,6 +448,9 @@ class Replicator:
                         fetch = bool(fresh)  # nothing new until a flush or plan changes it
                         waiting.extend(fresh)
                         claimed.update(e.key for e in fresh)
+                if may_start_processes and waiting:
+                    may_start_processes = False  # one look per drain, at its first entries
+                    self._start_processes(waiting)
                 while waiting and len(inflight) < window:
                     group = _next_group(waiting)
                     future = self._submit([entry.task() for entry in group])
