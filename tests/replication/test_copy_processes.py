@@ -34,6 +34,8 @@ from edgeloop.replication.workers import (
     serve,
 )
 from edgeloop.store import LocalStore, MemoryStore
+from edgeloop.store.base import ObjectInfo
+from edgeloop.store.local import StagedPut
 from edgeloop.testing.serving import wait_for
 
 
@@ -100,6 +102,37 @@ def test_the_replicator_refuses_directories_outside_its_target(tmp_path: Path) -
         view.add_unsynced([str(tmp_path / "target-sibling")])
     view.add_unsynced([str(view.root), str(view.root / "a")])
     assert view.take_unsynced() == [str(view.root), str(view.root / "a")]
+
+
+def test_a_copy_whose_commit_fails_is_answered_with_that_error(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = source.write(4)
+    doomed = sorted(written)[1]
+    real = LocalStore._commit
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def commit(store: LocalStore, staged: StagedPut) -> ObjectInfo:
+        if staged.info.key != doomed:
+            return real(store, staged)
+        with monkeypatch.context() as patch:  # only the committer thread fsyncs
+            patch.setattr(os, "fsync", broken_fsync)
+            return real(store, staged)
+
+    monkeypatch.setattr(LocalStore, "_commit", commit)
+    target = LocalStore(tmp_path / "target")  # fsyncs: commits run behind the copies
+    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
+    answers = io.BytesIO()
+    serve(io.BytesIO(encode_tasks(tasks)), answers, source.store, target, os.getppid())
+    results, _unsynced = decode_answer(answers.getvalue())
+    by_key = dict(zip(sorted(written), results, strict=True))
+    failed = by_key.pop(doomed)
+    assert isinstance(failed, OSError) and failed.errno == errno.EIO and is_outage(failed)
+    assert all(isinstance(r, CopyOutcome) for r in by_key.values())
+    assert set(target_objects(target)) == set(by_key)
+    assert os.listdir(target.root / ".edgeloop-tmp") == []  # the failed one's temp is gone
 
 
 def test_serve_stops_when_its_parent_is_gone(source: Source, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import edgeloop.store.local as local_module
-from edgeloop.errors import InvalidKeyError, StoreError
+from edgeloop.errors import ChecksumMismatch, InvalidKeyError, StoreError
 from edgeloop.store import LocalStore
+from edgeloop.store.base import sha256_bytes
 
 
 @pytest.fixture
@@ -198,3 +199,35 @@ def test_a_reader_closes_its_descriptor_once_and_a_dropped_one_does_not_leak(
     del stream, streams
     gc.collect()
     assert _descriptors_on(path) == 0
+
+
+def _temp_files(store: LocalStore) -> list[str]:
+    return sorted(os.listdir(store.root / local_module.TMP_DIR))
+
+
+def test_a_staged_put_is_invisible_until_committed_and_abort_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "s")
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
+
+    staged = store.stage("a/b.bin", b"bytes")
+    assert staged.info.size == 5 and staged.info.sha256 == sha256_bytes(b"bytes")
+    assert list(store.list()) == [] and len(_temp_files(store)) == 1
+    assert fsyncs == []  # the file is synced by commit, right before its rename
+    assert staged.commit() == staged.info
+    assert store.get("a/b.bin").read() == b"bytes" and _temp_files(store) == []
+    assert staged.fd in fsyncs
+
+    dropped = store.stage("c.bin", b"other")
+    dropped.abort()
+    assert [i.key for i in store.list()] == ["a/b.bin"] and _temp_files(store) == []
+
+
+def test_a_stage_that_fails_its_digest_leaves_no_temp_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    with pytest.raises(ChecksumMismatch):
+        store.stage("a.bin", b"bytes", expected_sha256="0" * 64)
+    assert _temp_files(store) == [] and list(store.list()) == []

@@ -81,9 +81,10 @@ class ReplicationOptions:
     list_page: int = 1000
     poll_interval: float = 1.0
     processes: int | None = None
-    """Copy processes between two directory stores (workers.py): None starts one per
+    """Copy processes for small objects between two directory stores (workers.py), started
+    when a drain finds at least PROCESS_MIN_OBJECTS of them waiting: None starts one per
     transfer when the target fsyncs, else one per CPU up to `transfers`; 0 or 1 copies in
-    threads. Other stores and a bandwidth limit always copy in `transfers` threads."""
+    threads. Large objects, other stores and a bandwidth limit copy in `transfers` threads."""
 
 
 @dataclass(frozen=True)

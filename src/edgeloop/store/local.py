@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,6 +132,29 @@ def _write_all(fd: int, chunk: bytes) -> None:
     view = memoryview(chunk)
     while view:
         view = view[os.write(fd, view) :]
+
+
+@dataclass
+class StagedPut:
+    """A put written to its temp file and checked, not yet visible (see LocalStore.stage)."""
+
+    store: LocalStore
+    info: ObjectInfo
+    fd: int
+    tmp: str
+    path: str
+    parent: str
+    parent_known: bool
+
+    def commit(self) -> ObjectInfo:
+        """Make the object durable (when the store fsyncs), then visible; once only."""
+        return self.store._commit(self)
+
+    def abort(self) -> None:
+        """Drop the staged bytes; the object is not written."""
+        os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)  # noqa: PTH108 - text paths on the hot path
 
 
 class LocalStore:
@@ -278,10 +302,16 @@ class LocalStore:
 
     # -- interface -----------------------------------------------------------------------
     def put(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> ObjectInfo:
+        return self.stage(key, data, expected_sha256=expected_sha256).commit()
+
+    def stage(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> StagedPut:
+        """The first half of a put: write `data` to a temp file and check its digest. The
+        object exists only once `commit()` (fsync, then rename) returns; `abort()` drops it.
+        A copy process commits one object while it stages the next, so their fsyncs overlap
+        with copying instead of idling a process."""
         path, parent, parent_known = self._locate(key)
         tmp = f"{self._tmp_text}/{self._tmp_prefix}-{next(self._tmp_counter)}.part"
         hashing = HashingReader(iter_chunks(data))
-        changed = [parent]  # directories whose entries this put changes, to be synced
         try:
             # A bare descriptor, not open(): the buffered file object adds an fstat, an
             # ioctl and an lseek to every put, and buffers nothing a chunk write needs.
@@ -295,12 +325,28 @@ class LocalStore:
                 digest = hashing.check(key, expected_sha256)
                 with contextlib.suppress(OSError):  # filesystems without xattrs still work
                     os.setxattr(fd, SHA_XATTR, _sha_xattr(digest))
-                if self.fsync:
-                    os.fsync(fd)
                 # Stat the version we wrote, not whatever a concurrent writer renames in later.
                 written = os.fstat(fd)
-            finally:
+            except BaseException:
                 os.close(fd)
+                raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # noqa: PTH108 - text paths on the hot path (init)
+            raise
+        info = self._info(key, written, digest)
+        return StagedPut(self, info, fd, tmp, path, parent, parent_known)
+
+    def _commit(self, staged: StagedPut) -> ObjectInfo:
+        key, tmp, path, parent = staged.info.key, staged.tmp, staged.path, staged.parent
+        changed = [parent]  # directories whose entries this put changes, to be synced
+        parent_known = staged.parent_known
+        try:
+            try:
+                if self.fsync:
+                    os.fsync(staged.fd)
+            finally:
+                os.close(staged.fd)
             for attempt in range(3):
                 if not parent_known:
                     self._make_parents(key, Path(parent), changed)
@@ -327,7 +373,7 @@ class LocalStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)  # noqa: PTH108 - as above
             raise
-        return self._info(key, written, digest)
+        return staged.info
 
     def _create_temp(self, tmp: str) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
