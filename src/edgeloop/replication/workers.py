@@ -3,16 +3,19 @@
 Copy threads under one GIL hand it to each other at nearly every syscall of a small copy
 (about a dozen per object; `strace -f -c` counted 170,000 futex calls for 2,000 objects of
 64 KiB with 4 threads, against 2,600 with one), so between two directories, where no copy
-waits on a network, groups of copies go to worker processes of one thread each instead.
-A worker opens both directories itself, copies a group with `copy_batch`, makes the
-group's renames durable, and answers; the replicator keeps the ledger, the events and the
-order "durable, then evented, then recorded" in its own process.
+waits on a network, groups of small copies go to worker processes of one thread each
+instead. A worker opens both directories itself, copies a group with `copy_batch` and
+answers with the outcomes and the directories its renames changed; the replicator syncs
+those once per batch and keeps the ledger, the events and the order "durable, then
+evented, then recorded" in its own process.
 
-Workers are started as `python -m edgeloop.replication.workers` (no fork of a process that
-may hold threads, locks or SQLite connections) and talk JSON lines over their stdin and
-stdout, one request and one answer per group, nothing pickled. A worker exits when its
-stdin closes or when the process that started it is gone, so a kill -9 of the replicator
-leaves no copier behind (a copy cut short leaves a temp file, never a torn object).
+Workers are forked while the replicator runs a single thread (nothing another thread holds
+can be copied half-done; they build fresh stores and leave with `os._exit`, so they never
+touch the parent's SQLite connections), and otherwise started as `python -m
+edgeloop.replication.workers`. They talk JSON lines over pipes, one request and one answer
+per group, nothing pickled. A worker exits when its pipe closes or the process that started
+it is gone, so a kill -9 of the replicator leaves no copier behind (a copy cut short leaves
+a temp file, never a torn object).
 """
 
 from __future__ import annotations
