@@ -30,7 +30,7 @@ def _digests(store: LocalStore) -> dict[str, str]:
     return out
 
 
-def _command(tmp_path: Path) -> list[str]:
+def _command(tmp_path: Path, *, fsync: bool = False) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -38,7 +38,7 @@ def _command(tmp_path: Path) -> list[str]:
         "--from",
         f"file://{tmp_path / 'source'}",
         "--to",
-        f"file://{tmp_path / 'target'}?fsync=0",
+        f"file://{tmp_path / 'target'}" + ("" if fsync else "?fsync=0"),
         "--source-journal",
         str(tmp_path / "source-journal.db"),
         "--events-journal",
@@ -72,7 +72,9 @@ def _visible_count(root: Path) -> int:
     return count
 
 
-def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, seed: int) -> None:
+def run_with_kills(
+    tmp_path: Path, source: Source, *, objects: int, kills: int, seed: int, fsync: bool = False
+) -> None:
     rng = random.Random(seed)
     expected = _write(source, rng, range(objects))
     target = LocalStore(tmp_path / "target", create=True)
@@ -84,7 +86,10 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
     while killed < kills and attempts < kills * 10:
         attempts += 1
         proc = subprocess.Popen(
-            _command(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+            _command(tmp_path, fsync=fsync),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
         )
         # Kill at a random moment: half the time a random delay after it opened its ledger
         # (anywhere from planning to copying), half the time once a random number of new
@@ -113,7 +118,9 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
         progress.append(len(seen))
         # The edge keeps producing: new objects (and events) arrive between runs.
         expected.update(_write(source, rng, range(len(expected), len(expected) + 30)))
-    final = subprocess.run(_command(tmp_path), capture_output=True, env=env, timeout=300)
+    final = subprocess.run(
+        _command(tmp_path, fsync=fsync), capture_output=True, env=env, timeout=300
+    )
     assert final.returncode == 0, final.stderr.decode()
     assert killed == kills, f"only {killed} kills landed in {attempts} runs"
     # The kills really cut copies short: some left the job partly done.
@@ -134,6 +141,11 @@ def run_with_kills(tmp_path: Path, source: Source, *, objects: int, kills: int, 
 
 def test_kill9_three_times_then_resume(tmp_path: Path, source: Source) -> None:
     run_with_kills(tmp_path, source, objects=150, kills=3, seed=11)
+
+
+def test_kill9_three_times_into_a_target_that_fsyncs(tmp_path: Path, source: Source) -> None:
+    # Copy processes then commit (fsync, rename) in a second thread behind their copies.
+    run_with_kills(tmp_path, source, objects=150, kills=3, seed=13, fsync=True)
 
 
 @pytest.mark.slow
