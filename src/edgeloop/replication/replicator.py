@@ -140,6 +140,8 @@ class Replicator:
         self._bucket = TokenBucket(self.options.bwlimit) if self.options.bwlimit else None
         self._pool: ThreadPoolExecutor | None = None
         self._processes: CopyProcesses | None = None
+        # Both stores when they are directories a copy process can open (else None).
+        self._local_pair = local_pair(source, target) if self._bucket is None else None
         self._process_count = self._copy_processes_wanted()
         self._outage_since: float | None = None
         self._journal_waiting = False
@@ -353,14 +355,14 @@ class Replicator:
     # -- copying --------------------------------------------------------------------------
     def _copy_processes_wanted(self) -> int:
         """How many copy processes this pair gets (0: copies run in threads)."""
-        if local_pair(self.source, self.target) is None or self._bucket is not None:
+        if self._local_pair is None:
             return 0
         wanted = self.options.processes
         if wanted is None:
             # A copy that fsyncs waits on the disk more than it uses a CPU: one process per
             # transfer keeps that many syncs in flight. Without fsync copies are CPU work.
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-            fsyncs = getattr(self.target, "fsync", False)
+            fsyncs = self._local_pair[1].fsync
             wanted = self.options.transfers if fsyncs else min(self.options.transfers, cpus)
         return wanted if wanted > 1 else 0
 
@@ -372,22 +374,18 @@ class Replicator:
         """
         if waiting and sum(e.size <= GROUP_MAX_BYTES for e in waiting) < PROCESS_MIN_OBJECTS:
             return
-        pair = local_pair(self.source, self.target)
-        view = self._copy_target
-        if (
-            self._process_count
-            and self._processes is None
-            and pair is not None
-            and isinstance(view, LocalStore)
-        ):
-            try:
-                # The workers' renames are synced by this view's sync(), once per batch.
-                self._processes = CopyProcesses(
-                    *pair, self._process_count, note_unsynced=view.add_unsynced
-                )
-            except OSError as exc:  # no processes to be had (limits): threads still copy
-                log.warning("cannot start copy processes (%s); copying in threads", exc)
-                self._process_count = 0
+        view = self._copy_target  # a directory store's deferring view (see __init__)
+        if not self._process_count or self._processes is not None or self._local_pair is None:
+            return
+        assert isinstance(view, LocalStore)
+        try:
+            # The workers' renames are synced by this view's sync(), once per batch.
+            self._processes = CopyProcesses(
+                *self._local_pair, self._process_count, note_unsynced=view.add_unsynced
+            )
+        except OSError as exc:  # no processes to be had (limits): threads still copy
+            log.warning("cannot start copy processes (%s); copying in threads", exc)
+            self._process_count = 0
 
     def _lose_processes(self, why: BaseException) -> None:
         """A copy process died (killed, out of memory): copy in threads from now on."""

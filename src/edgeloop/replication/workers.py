@@ -20,7 +20,6 @@ a temp file, never a torn object).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -30,7 +29,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from edgeloop.errors import (
 )
 from edgeloop.replication.copier import NOT_ATTEMPTED, CopyOutcome, CopyResult, copy_batch
 from edgeloop.replication.plan import CopyTask
-from edgeloop.store.base import ObjectInfo, ObjectReader, ObjectStore, PutData
+from edgeloop.store.base import ForwardingStore, ObjectInfo, ObjectStore, PutData
 from edgeloop.store.local import LocalStore
 
 log = logging.getLogger(__name__)
@@ -94,11 +93,10 @@ def _encode_result(result: CopyResult) -> Any:
         o = result
         return [o.key, o.size, o.sha256, o.expected_sha256, o.skipped, o.gone]
     error = result
-    return {
-        "error": type(error).__name__,
-        "message": str(error),
-        "errno": error.errno if isinstance(error, OSError) else None,
-    }
+    if isinstance(error, OSError) and error.errno is not None:
+        filename = None if error.filename is None else str(error.filename)
+        return {"errno": error.errno, "strerror": error.strerror, "filename": filename}
+    return {"error": type(error).__name__, "message": str(error)}
 
 
 def encode_answer(results: Sequence[CopyResult], unsynced: Sequence[str]) -> bytes:
@@ -108,12 +106,12 @@ def encode_answer(results: Sequence[CopyResult], unsynced: Sequence[str]) -> byt
 
 
 def _decode_error(item: dict[str, Any]) -> Exception:
-    name, message, number = item["error"], item["message"], item.get("errno")
-    if number is not None:
+    if "errno" in item:
         # OSError picks the subclass for the errno (FileNotFoundError...), and is_outage
         # reads the errno, as for an error raised in this process.
-        text = message.split("] ", 1)[-1] if message.startswith("[Errno") else message
-        return OSError(number, text)
+        filename = item["filename"]
+        return OSError(item["errno"], item["strerror"], *([filename] if filename else []))
+    name, message = item["error"], item["message"]
     cls = _KNOWN_ERRORS.get(name)
     if cls is not None:
         return cls(message)
@@ -135,7 +133,7 @@ def decode_answer(line: bytes) -> tuple[list[CopyResult], list[str]]:
 
 
 # -- the worker process --------------------------------------------------------------------
-class _CommitBehind:
+class _CommitBehind(ForwardingStore):
     """A copy process's view of a target that fsyncs: `put` stages the object (temp file
     written and checked) and hands its commit (fsync, then rename) to one committer thread,
     so the next copy runs while the disk syncs the last one; `settle` waits for the group's
@@ -148,8 +146,8 @@ class _CommitBehind:
     """
 
     def __init__(self, view: LocalStore) -> None:
+        super().__init__(view)
         self.view = view
-        self.url = view.url
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="edgeloop-commit")
         self._pending: dict[str, Future[ObjectInfo]] = {}
 
@@ -158,19 +156,8 @@ class _CommitBehind:
         self._pending[key] = self._committer.submit(staged.commit)
         return staged.info
 
-    def get(self, key: str) -> ObjectReader:
-        return self.view.get(key)
-
-    def head(self, key: str) -> ObjectInfo:
-        return self.view.head(key)
-
-    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
-        return self.view.list(prefix, start_after=start_after)
-
-    def delete(self, key: str) -> None:
-        self.view.delete(key)
-
     def close(self) -> None:
+        """Stop the committer thread (the view stays open: it is the worker's target)."""
         self._committer.shutdown(wait=True)
 
     def settle(self, results: Sequence[CopyResult]) -> Sequence[CopyResult]:
@@ -227,6 +214,8 @@ def serve(requests: IO[bytes], answers: IO[bytes], source: ObjectStore, target: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # here: the replicator imports this module too, and never parses
+
     parser = argparse.ArgumentParser(
         prog="python -m edgeloop.replication.workers",
         description="A copy process of `edgeloop replicate` (started by it; not for direct "

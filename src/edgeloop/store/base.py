@@ -68,6 +68,33 @@ class ObjectStore(Protocol):
     def close(self) -> None: ...
 
 
+class ForwardingStore:
+    """A store that hands every call to `inner`; a wrapper overrides the calls it changes
+    (JournaledStore emits an event after each put)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def put(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> ObjectInfo:
+        return self.inner.put(key, data, expected_sha256=expected_sha256)
+
+    def get(self, key: str) -> ObjectReader:
+        return self.inner.get(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.inner.head(key)
+
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix, start_after=start_after)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @runtime_checkable
 class SyncDeferringStore(Protocol):
     """A store that can batch the durability work of many puts: the view that

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from edgeloop.journal.base import EventSink
 from edgeloop.model.events import Event, EventType
-from edgeloop.store.base import ObjectInfo, ObjectReader, ObjectStore, PutData
+from edgeloop.store.base import ForwardingStore, ObjectInfo, ObjectStore, PutData
 
 
-class JournaledStore:
+class JournaledStore(ForwardingStore):
     """Writes through to `store`, then emits `object.created` (id = key@sha256) to `sink`.
 
     The event id is derived from key and digest, so re-putting the same bytes after a crash
@@ -17,13 +15,17 @@ class JournaledStore:
     """
 
     def __init__(self, store: ObjectStore, sink: EventSink, site: str) -> None:
-        self.store = store
+        super().__init__(store)
         self.sink = sink
         self.site = site
-        self.url = store.url
+
+    @property
+    def store(self) -> ObjectStore:
+        """The store written through to."""
+        return self.inner
 
     def put(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> ObjectInfo:
-        info = self.store.put(key, data, expected_sha256=expected_sha256)
+        info = self.inner.put(key, data, expected_sha256=expected_sha256)
         self.sink.emit(
             Event(
                 id=f"created:{self.site}:{key}@{info.sha256}",
@@ -34,18 +36,3 @@ class JournaledStore:
             )
         )
         return info
-
-    def get(self, key: str) -> ObjectReader:
-        return self.store.get(key)
-
-    def head(self, key: str) -> ObjectInfo:
-        return self.store.head(key)
-
-    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
-        return self.store.list(prefix, start_after=start_after)
-
-    def delete(self, key: str) -> None:
-        self.store.delete(key)
-
-    def close(self) -> None:
-        self.store.close()

@@ -210,11 +210,8 @@ class LocalStore:
 
     def sync(self) -> None:
         """Make every put that has returned durable (fsync the directories they renamed in)."""
-        if self._unsynced is None:
-            return
-        with self._sync_lock:
-            directories, self._unsynced = self._unsynced, set()
-        for directory in sorted(directories, key=lambda d: d.count(os.sep), reverse=True):
+        # Deepest first: a directory made by a put is synced before the entry naming it.
+        for directory in sorted(self.take_unsynced(), key=lambda d: d.count(os.sep), reverse=True):
             with contextlib.suppress(FileNotFoundError):  # tidied away by a delete since
                 _fsync_dir(directory)
 
