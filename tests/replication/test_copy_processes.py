@@ -19,6 +19,7 @@ from replication_doubles import Source, target_objects
 
 import edgeloop.replication.replicator as replicator_module
 import edgeloop.store.local as local_module
+import edgeloop.store.syncfs as syncfs_module
 from edgeloop.errors import ChecksumMismatch, ObjectNotFound, StoreError
 from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
 from edgeloop.replication.copier import NOT_ATTEMPTED, CopyOutcome, is_outage
@@ -26,6 +27,7 @@ from edgeloop.replication.plan import CopyTask
 from edgeloop.replication.replicator import GROUP_MAX_BYTES, PROCESS_MIN_OBJECTS
 from edgeloop.replication.workers import (
     CopyWorkerError,
+    _Stager,
     decode_answer,
     decode_tasks,
     encode_answer,
@@ -34,7 +36,6 @@ from edgeloop.replication.workers import (
     serve,
 )
 from edgeloop.store import LocalStore, MemoryStore
-from edgeloop.store.base import ObjectInfo
 from edgeloop.store.local import StagedPut
 from edgeloop.testing.serving import wait_for
 
@@ -94,6 +95,67 @@ def test_a_worker_names_the_directories_to_sync_and_syncs_none_itself(
     assert target_objects(target) == written
 
 
+def test_groups_are_answered_in_order_and_committed_with_one_syncfs_each_at_most(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups copied while others commit are committed together: one syncfs for all of
+    them, no fsync of any object, and still one answer per group, in request order."""
+    flushes: list[int] = []
+    monkeypatch.setattr(syncfs_module, "syncfs", flushes.append)  # counted, not run
+    monkeypatch.setattr(syncfs_module, "available", lambda: True)
+    part_fsyncs: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
+            part_fsyncs.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    written = source.write(12)
+    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
+    groups = [tasks[i : i + 3] for i in range(0, 12, 3)]
+    answers = io.BytesIO()
+    target = LocalStore(tmp_path / "target")
+    serve(io.BytesIO(b"".join(map(encode_tasks, groups))), answers, source.store, target,
+          os.getppid())  # fmt: skip
+    lines = answers.getvalue().splitlines()
+    assert [[r.key for r in decode_answer(line)[0]] for line in lines] == [
+        [t.key for t in group] for group in groups
+    ]
+    assert 1 <= len(flushes) <= 4 and part_fsyncs == []
+    assert target_objects(target) == written
+
+
+def test_a_worker_whose_answers_cannot_go_out_stops_and_leaves_no_temp_file(
+    source: Source, tmp_path: Path
+) -> None:
+    class Gone(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    source.write(6)
+    tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
+    requests = io.BytesIO(b"".join(encode_tasks(tasks[i : i + 2]) for i in range(0, 6, 2)))
+    target = LocalStore(tmp_path / "target")
+    with pytest.raises(BrokenPipeError):
+        serve(requests, Gone(), source.store, target, os.getppid())
+    assert os.listdir(target.root / ".edgeloop-tmp") == []
+
+
+def test_a_stage_of_a_copy_that_then_failed_is_dropped(tmp_path: Path) -> None:
+    view = LocalStore(tmp_path / "target").deferring_sync()
+    stager = _Stager(view)
+    kept = stager.put("a.bin", b"a")
+    stager.put("b.bin", b"b")
+    outcome = CopyOutcome("a.bin", kept.size, kept.sha256, kept.sha256)
+    staged = stager.take([outcome, ChecksumMismatch("b.bin: changed")])
+    assert [s.info.key for s in staged] == ["a.bin"]
+    assert view.commit_together(staged) == [kept]
+    assert [i.key for i in view.list()] == ["a.bin"]
+    assert os.listdir(view.root / ".edgeloop-tmp") == []
+
+
 def test_the_replicator_refuses_directories_outside_its_target(tmp_path: Path) -> None:
     view = LocalStore(tmp_path / "target").deferring_sync()
     with pytest.raises(StoreError, match="outside the store"):
@@ -104,25 +166,40 @@ def test_the_replicator_refuses_directories_outside_its_target(tmp_path: Path) -
     assert view.take_unsynced() == [str(view.root), str(view.root / "a")]
 
 
+@pytest.mark.parametrize("syncfs", ["off", "failing"])
 def test_a_copy_whose_commit_fails_is_answered_with_that_error(
-    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: str
 ) -> None:
+    """One object's fsync fails: that copy alone fails, whether the target fsyncs each object
+    (`syncfs=0`) or a group's syncfs fails first and each object is fsynced instead."""
     written = source.write(4)
     doomed = sorted(written)[1]
-    real = LocalStore._commit
+    real_fsync = os.fsync
+    committed_by_syncfs: list[int] = []
 
-    def broken_fsync(fd: int) -> None:
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") in doomed_temp:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    doomed_temp: set[str] = set()
+    real_stage = LocalStore.stage
+
+    def stage(store: LocalStore, key: str, *args: object, **kwargs: object) -> StagedPut:
+        staged = real_stage(store, key, *args, **kwargs)  # type: ignore[arg-type]
+        if key == doomed:
+            doomed_temp.add(staged.tmp)
+        return staged
+
+    def broken_syncfs(fd: int) -> None:
+        committed_by_syncfs.append(fd)
         raise OSError(errno.EIO, "Input/output error")
 
-    def commit(store: LocalStore, staged: StagedPut) -> ObjectInfo:
-        if staged.info.key != doomed:
-            return real(store, staged)
-        with monkeypatch.context() as patch:  # only the committer thread fsyncs
-            patch.setattr(os, "fsync", broken_fsync)
-            return real(store, staged)
-
-    monkeypatch.setattr(LocalStore, "_commit", commit)
-    target = LocalStore(tmp_path / "target")  # fsyncs: commits run behind the copies
+    monkeypatch.setattr(LocalStore, "stage", stage)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(syncfs_module, "syncfs", broken_syncfs)
+    # fsyncs: commits run behind the copies
+    target = LocalStore(tmp_path / "target", syncfs=syncfs != "off")
     tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
     answers = io.BytesIO()
     serve(io.BytesIO(encode_tasks(tasks)), answers, source.store, target, os.getppid())
@@ -133,6 +210,8 @@ def test_a_copy_whose_commit_fails_is_answered_with_that_error(
     assert all(isinstance(r, CopyOutcome) for r in by_key.values())
     assert set(target_objects(target)) == set(by_key)
     assert os.listdir(target.root / ".edgeloop-tmp") == []  # the failed one's temp is gone
+    if syncfs == "off":
+        assert committed_by_syncfs == []
 
 
 def test_serve_stops_when_its_parent_is_gone(source: Source, tmp_path: Path) -> None:

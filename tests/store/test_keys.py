@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeloop.errors import InvalidKeyError
-from edgeloop.store import LocalStore, validate_key, validate_prefix
+from edgeloop.store import LocalStore, open_store, validate_key, validate_prefix
 from edgeloop.store.url import parse_store_url
 
 ROOT = "/srv/store"
@@ -164,3 +164,28 @@ def test_local_store_writes_nothing_outside_its_root(tmp_path: Path, key: str) -
         store.delete(key)
     outside = {p for p in tmp_path.rglob("*") if root not in p.parents and p != root}
     assert outside <= before
+
+
+@pytest.mark.parametrize(
+    ("query", "fsync", "syncfs"),
+    [("", True, True), ("?fsync=0", False, True), ("?syncfs=no", True, False),
+     ("?fsync=off&syncfs=1", False, True), ("?fsync=TRUE", True, True)],
+)  # fmt: skip
+def test_file_url_options_turn_fsync_and_syncfs_on_and_off(
+    tmp_path: Path, query: str, fsync: bool, syncfs: bool
+) -> None:
+    store = open_store(f"file://{tmp_path}/s{query}")
+    assert isinstance(store, LocalStore) and (store.fsync, store.syncfs) == (fsync, syncfs)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("?fsnyc=0", r"unknown option\(s\) fsnyc; a file:// store knows fsync, syncfs"),
+     ("?fsync=maybe", r"fsync='maybe' is not on or off; write fsync=1 or fsync=0")],
+)  # fmt: skip
+def test_unknown_or_unclear_file_url_options_are_refused(
+    tmp_path: Path, query: str, message: str
+) -> None:
+    with pytest.raises(InvalidKeyError, match=message):
+        open_store(f"file://{tmp_path}/s{query}")
+    assert not (tmp_path / "s").exists()

@@ -4,6 +4,7 @@ swapped in later lead outside the root."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import edgeloop.store.local as local_module
+import edgeloop.store.syncfs as syncfs_module
 from edgeloop.errors import ChecksumMismatch, InvalidKeyError, StoreError
 from edgeloop.store import LocalStore
 from edgeloop.store.base import sha256_bytes
@@ -231,3 +233,80 @@ def test_a_stage_that_fails_its_digest_leaves_no_temp_file(tmp_path: Path) -> No
     with pytest.raises(ChecksumMismatch):
         store.stage("a.bin", b"bytes", expected_sha256="0" * 64)
     assert _temp_files(store) == [] and list(store.list()) == []
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every descriptor the store fsyncs (the real fsync still runs)."""
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    return calls
+
+
+needs_syncfs = pytest.mark.skipif(
+    not syncfs_module.available(), reason="syncfs reports errors on Linux 5.8+ only"
+)
+
+
+@needs_syncfs
+def test_staged_puts_committed_together_take_one_syncfs_and_no_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsynced: list[int]
+) -> None:
+    store = LocalStore(tmp_path / "s").deferring_sync()  # directories: no fsync here
+    flushed: list[int] = []
+    real = syncfs_module.syncfs
+    monkeypatch.setattr(syncfs_module, "syncfs", lambda fd: (flushed.append(fd), real(fd))[1])
+    staged = [store.stage(f"k/{i}.bin", bytes([i]) * 10) for i in range(3)]
+    infos = store.commit_together(staged)
+    assert infos == [s.info for s in staged]
+    assert flushed == [staged[0].fd]  # the first opened: it sees errors of all three
+    assert fsynced == []
+    assert [store.get(f"k/{i}.bin").read() for i in range(3)] == [bytes([i]) * 10 for i in range(3)]
+    assert _temp_files(store) == []
+
+
+@pytest.mark.parametrize("option", ["syncfs=0", "one object"])
+def test_commit_together_fsyncs_each_object_without_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsynced: list[int], option: str
+) -> None:
+    monkeypatch.setattr(syncfs_module, "syncfs", lambda fd: pytest.fail("syncfs called"))
+    store = LocalStore(tmp_path / "s", syncfs=option != "syncfs=0").deferring_sync()
+    staged = [store.stage(f"{i}.bin", b"x") for i in range(2 if option == "syncfs=0" else 1)]
+    assert store.commit_together(staged) == [s.info for s in staged]
+    assert fsynced == [s.fd for s in staged]
+
+
+@needs_syncfs
+def test_a_failed_syncfs_falls_back_to_an_fsync_each_and_fails_only_the_bad_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = LocalStore(tmp_path / "s")
+    staged = [store.stage(f"{i}.bin", b"x") for i in range(3)]
+    bad = staged[1].fd
+
+    def syncfs(fd: int) -> None:  # e.g. another program's file failed its writeback
+        raise OSError(errno.EIO, "Input/output error")
+
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if fd == bad:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(syncfs_module, "syncfs", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
+    outcomes = store.commit_together(staged)
+    assert outcomes[0] == staged[0].info and outcomes[2] == staged[2].info
+    assert isinstance(outcomes[1], OSError) and outcomes[1].errno == errno.EIO
+    assert sorted(i.key for i in store.list()) == ["0.bin", "2.bin"]
+    assert _temp_files(store) == []
+    assert "syncfs failed" in caplog.text
+
+
+def test_syncfs_is_used_only_where_it_reports_errors() -> None:
+    assert syncfs_module._kernel_version("5.7.19-generic") < syncfs_module.MIN_KERNEL
+    assert syncfs_module._kernel_version("5.8.0") >= syncfs_module.MIN_KERNEL
+    assert syncfs_module._kernel_version("6.18.44-fc-v669") == (6, 18)
+    assert syncfs_module._kernel_version("weird") is None

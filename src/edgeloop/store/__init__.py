@@ -4,11 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeloop.errors import InvalidKeyError
 from edgeloop.store.base import ObjectInfo, ObjectReader, ObjectStore, PutData, sha256_bytes
 from edgeloop.store.keys import validate_key, validate_prefix
 from edgeloop.store.local import LocalStore
 from edgeloop.store.memory import MemoryStore
 from edgeloop.store.url import SCHEMES, StoreURL, parse_store_url
+
+# `file://` URL options, all on/off, on by default: fsync each object before its rename;
+# let a batch of copies make many objects durable with one syncfs (see LocalStore).
+FILE_OPTIONS = ("fsync", "syncfs")
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _file_options(parsed: StoreURL) -> dict[str, bool]:
+    unknown = sorted(set(parsed.options) - set(FILE_OPTIONS))
+    if unknown:
+        raise InvalidKeyError(
+            f"refused store URL {parsed.raw!r}: unknown option(s) {', '.join(unknown)}; "
+            f"a file:// store knows {', '.join(FILE_OPTIONS)} (each 1 or 0)"
+        )
+    flags: dict[str, bool] = {}
+    for name in FILE_OPTIONS:
+        value = parsed.options.get(name, "1").strip().lower()
+        if value not in _ON + _OFF:
+            raise InvalidKeyError(
+                f"refused store URL {parsed.raw!r}: {name}={value!r} is not on or off; "
+                f"write {name}=1 or {name}=0"
+            )
+        flags[name] = value in _ON
+    return flags
 
 
 def open_store(
@@ -22,8 +47,8 @@ def open_store(
     `memory://name`. With `create=False` a missing directory store is an error, not made."""
     parsed = parse_store_url(url, allowed=allowed, base_dir=base_dir)
     if parsed.scheme == "file":
-        fsync = parsed.options.get("fsync", "1") != "0"
-        return LocalStore(parsed.location, fsync=fsync, create=create)
+        options = _file_options(parsed)
+        return LocalStore(parsed.location, **options, create=create)
     if parsed.scheme == "memory":
         return MemoryStore.named(parsed.location)
     from edgeloop.store.s3 import S3Store  # obstore loads lazily: file-only edges skip it
