@@ -5,6 +5,7 @@ worker killed mid-run, and no worker left behind by a replicator that exits or i
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import logging
 import os
@@ -258,6 +259,22 @@ def test_the_replicator_copies_in_processes_between_directories(
     assert rep.ledger.counts().done == 150
     assert len(sink.events) == 150
     assert not any(_running(pid) for pid in pids)  # close() reaped every worker
+
+
+def test_a_replicator_dropped_without_close_stops_its_processes(
+    source: Source, tmp_path: Path
+) -> None:
+    written = source.write(100, size=2000)
+    target = LocalStore(tmp_path / "target")
+    rep = _replicator(source, target, tmp_path, MemorySink(), transfers=2, processes=2)
+    assert rep.run_once().copied == 100
+    assert rep._processes is not None
+    pids = rep._processes.pids
+    assert all(_running(pid) for pid in pids)  # idle between passes, until closed
+    del rep
+    gc.collect()
+    assert not any(_running(pid) for pid in pids)
+    assert target_objects(target) == written
 
 
 def test_no_processes_for_a_bandwidth_limit_or_one_transfer(source: Source, tmp_path: Path) -> None:

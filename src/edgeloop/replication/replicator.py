@@ -15,6 +15,7 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -140,6 +141,7 @@ class Replicator:
         self._bucket = TokenBucket(self.options.bwlimit) if self.options.bwlimit else None
         self._pool: ThreadPoolExecutor | None = None
         self._processes: CopyProcesses | None = None
+        self._processes_closer: Callable[[], object] = lambda: None
         # Both stores when they are directories a copy process can open (else None).
         self._local_pair = local_pair(source, target) if self._bucket is None else None
         self._process_count = self._copy_processes_wanted()
@@ -260,8 +262,11 @@ class Replicator:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        self._close_processes()
+
+    def _close_processes(self) -> None:
         if self._processes is not None:
-            self._processes.close()
+            self._processes_closer()  # closes them, once (also at garbage collection)
             self._processes = None
 
     def __enter__(self) -> Replicator:
@@ -383,6 +388,9 @@ class Replicator:
             self._processes = CopyProcesses(
                 *self._local_pair, self._process_count, note_unsynced=view.add_unsynced
             )
+            # A replicator dropped without close() stops its processes when collected, not
+            # only when this program exits.
+            self._processes_closer = weakref.finalize(self, self._processes.close)
         except OSError as exc:  # no processes to be had (limits): threads still copy
             log.warning("cannot start copy processes (%s); copying in threads", exc)
             self._process_count = 0
@@ -391,8 +399,7 @@ class Replicator:
         """A copy process died (killed, out of memory): copy in threads from now on."""
         if self._processes is not None:
             log.warning("%s; copying in threads from now on", why)
-            self._processes.close()
-            self._processes = None
+            self._close_processes()
         self._process_count = 0
 
     def _submit(self, tasks: list[CopyTask]) -> Future[list[CopyResult]]:

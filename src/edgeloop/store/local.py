@@ -347,8 +347,8 @@ class LocalStore:
 
         Where the store allows it (`syncfs`, on by default) and the kernel reports its
         errors, one syncfs(2) makes all of them durable before their renames, instead of an
-        fsync per file: each fsync is a journal commit and a device flush of its own, and for
-        small objects those flushes were most of a copy's time. The cost is that the flush
+        fsync per file: each fsync is a journal commit and a device flush of its own, about
+        a third of a small object's copy. The cost is that the flush
         also writes other programs' dirty data on that file system. If the syncfs fails
         (perhaps for another program's file), each object is fsynced on its own, so only a
         failure of that object's own writeback fails it.
