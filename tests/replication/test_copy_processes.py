@@ -13,6 +13,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,16 +133,27 @@ def test_groups_are_answered_in_order_and_committed_with_one_syncfs_each_at_most
 def test_a_worker_whose_answers_cannot_go_out_stops_and_leaves_no_temp_file(
     source: Source, tmp_path: Path
 ) -> None:
+    """The first answer fails (the replicator is gone); groups copied after that, whether
+    queued for the committer or refused by it, leave no temp file behind."""
+    failed = threading.Event()
+
     class Gone(io.BytesIO):
         def write(self, data: bytes) -> int:  # type: ignore[override]
+            failed.set()
             raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
-    source.write(6)
+    source.write(12)
     tasks = [CopyTask(info.key, info.size, info.sha256) for info in source.store.list()]
-    requests = io.BytesIO(b"".join(encode_tasks(tasks[i : i + 2]) for i in range(0, 6, 2)))
+
+    def requests() -> Iterator[bytes]:
+        yield encode_tasks(tasks[:2])
+        assert failed.wait(timeout=30)
+        for i in range(2, 12, 2):  # copied while, and after, the committer stops
+            yield encode_tasks(tasks[i : i + 2])
+
     target = LocalStore(tmp_path / "target")
     with pytest.raises(BrokenPipeError):
-        serve(requests, Gone(), source.store, target, os.getppid())
+        serve(requests(), Gone(), source.store, target, os.getppid())  # type: ignore[arg-type]
     assert os.listdir(target.root / ".edgeloop-tmp") == []
 
 

@@ -188,6 +188,8 @@ class _GroupCommitter:
     def submit(self, results: Sequence[CopyResult], staged: list[StagedPut]) -> None:
         """Queue a copied group for its commit and answer (waits while two groups wait)."""
         if self._error is not None:
+            for dropped in staged:
+                dropped.abort()
             raise self._error
         self._queue.put(_CopiedGroup(results, staged))
 
@@ -262,6 +264,7 @@ def serve(requests: IO[bytes], answers: IO[bytes], source: ObjectStore, target: 
             results = copy_batch(source, stager, decode_tasks(line), keep_going=parent_alive)
             committer.submit(results, stager.take(results))
     finally:
+        stager.take([])  # drops what a copy cut short by an exception had staged
         committer.close()
 
 
