@@ -52,7 +52,13 @@ app = typer.Typer(
 FromOption = typer.Option(
     None, "--from", help="Source store URL (file://, s3://, memory://) or site name."
 )
-ToOption = typer.Option(None, "--to", help="Target store URL or site name.")
+ToOption = typer.Option(
+    None,
+    "--to",
+    help="Target store URL or site name. A file:// target fsyncs every object; add ?syncfs=0 "
+    "to never flush its whole file system for a batch, ?fsync=0 for scratch data "
+    "(docs/storage.md).",
+)
 PrefixOption = typer.Option("", "--prefix", help="Only keys under this prefix.")
 StateOption = typer.Option(
     None,
