@@ -43,14 +43,16 @@ from edgeloop.testing.s3server import S3Server, rclone_binary  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TRANSFERS = 4
-TOOLS = ("rclone", "edgeloop")
-DIR_TOOLS = ("rclone", "edgeloop", "edgeloop-nofsync", "rclone-sync")
-# (edgeloop run, reference run, scenario suffix) of each directory-target row.
-DIR_PAIRS = [
-    ("edgeloop", "rclone", ""),
-    ("edgeloop-nofsync", "rclone", " (no fsync)"),
-    ("edgeloop", "rclone-sync", " (durable: rclone + sync -f)"),
-]
+# (edgeloop run, reference run, scenario suffix) of each row, per target; the runs of a
+# round are the tools these name.
+PAIRS = {
+    "dir": [
+        ("edgeloop", "rclone", ""),
+        ("edgeloop-nofsync", "rclone", " (no fsync)"),
+        ("edgeloop", "rclone-sync", " (durable: rclone + sync -f)"),
+    ],
+    "s3": [("edgeloop", "rclone", "")],
+}
 # After deleting many files, wait this long before measuring again (see side_by_side).
 SETTLE_SECONDS = 35.0
 RESULTS = ROOT / "benchmarks" / "results"
@@ -122,7 +124,7 @@ def side_by_side(
         # off), so the directory target is measured both ways, and a third way where rclone's
         # copies are made durable too: `rclone copy` then `sync -f` of the target's file
         # system (inside rclone's time), durable against durable.
-        tools = DIR_TOOLS if target == "dir" else TOOLS
+        tools = tuple(dict.fromkeys(run for pair in PAIRS[target] for run in pair[1::-1]))
         times: dict[str, list[float]] = {tool: [] for tool in tools}
         cpus: dict[str, list[float]] = {tool: [] for tool in tools}
         # Many small targets are kept until the scenario ends: this machine's ext4 has no
@@ -160,8 +162,7 @@ def side_by_side(
                     shutil.rmtree(server.root / f"{name}-{target}-{tool}-{r}", ignore_errors=True)
             time.sleep(SETTLE_SECONDS)
         med = {tool: statistics.median(ts) for tool, ts in times.items()}
-        pairs = DIR_PAIRS if target == "dir" else [("edgeloop", "rclone", "")]
-        for tool, reference, suffix in pairs:
+        for tool, reference, suffix in PAIRS[target]:
             ratios = [a / b for a, b in zip(times[reference], times[tool], strict=True)]
             cpu_ratios = [a / b for a, b in zip(cpus[reference], cpus[tool], strict=True)]
             rows.append(

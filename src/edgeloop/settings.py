@@ -17,10 +17,17 @@ _FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
 T = TypeVar("T")
 
 
-def _flag(variable: str, raw: str) -> bool:
+def on_off(raw: str) -> bool | None:
+    """True or False for the project's yes/no words (1/0, true/false, yes/no, on/off, y/n,
+    t/f; empty is no), None for anything else: settings and store URL options read them."""
     value = raw.strip().lower()
-    if value in _TRUE | _FALSE:
-        return value in _TRUE
+    return value in _TRUE if value in _TRUE | _FALSE else None
+
+
+def _flag(variable: str, raw: str) -> bool:
+    value = on_off(raw)
+    if value is not None:
+        return value
     raise ConfigError(f"{variable}={raw!r} is not a yes/no value; use 1 or 0 (true/false)")
 
 

@@ -144,7 +144,7 @@ def test_kill9_three_times_then_resume(tmp_path: Path, source: Source) -> None:
 
 
 def test_kill9_three_times_into_a_target_that_fsyncs(tmp_path: Path, source: Source) -> None:
-    # Copy processes then commit (fsync, rename) in a second thread behind their copies.
+    # Copy processes then commit groups (one syncfs, renames) in a second thread.
     run_with_kills(tmp_path, source, objects=150, kills=3, seed=13, fsync=True)
 
 

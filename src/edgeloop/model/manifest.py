@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -13,6 +14,7 @@ from edgeloop.model.events import utcnow
 MANIFEST_NAME = "edgeloop-model.json"
 SIGNATURE_NAME = "model.sig"
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 class ModelFormat(StrEnum):

@@ -364,8 +364,8 @@ class Replicator:
             return 0
         wanted = self.options.processes
         if wanted is None:
-            # A copy that fsyncs waits on the disk more than it uses a CPU: one process per
-            # transfer keeps that many syncs in flight. Without fsync copies are CPU work.
+            # A copy that fsyncs also waits on the disk: one process per transfer measured
+            # best (4 against 3 or 2, docs/benchmarks.md). Without fsync copies are CPU work.
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
             fsyncs = self._local_pair[1].fsync
             wanted = self.options.transfers if fsyncs else min(self.options.transfers, cpus)
@@ -379,9 +379,9 @@ class Replicator:
         """
         if waiting and sum(e.size <= GROUP_MAX_BYTES for e in waiting) < PROCESS_MIN_OBJECTS:
             return
-        view = self._copy_target  # a directory store's deferring view (see __init__)
         if not self._process_count or self._processes is not None or self._local_pair is None:
             return
+        view = self._copy_target  # a directory store's deferring view (see __init__)
         assert isinstance(view, LocalStore)
         try:
             # The workers' renames are synced by this view's sync(), once per batch.

@@ -335,9 +335,7 @@ def _fork(source: LocalStore, target: LocalStore, inherited: list[int]) -> _Star
                 os.fdopen(answers_write, "wb") as answers,
                 contextlib.suppress(BrokenPipeError),
             ):
-                serve(requests, answers, LocalStore(source.root, create=False),
-                      LocalStore(target.root, fsync=target.fsync, syncfs=target.syncfs),
-                      parent)  # fmt: skip
+                serve(requests, answers, source.reopened(), target.reopened(), parent)
             code = 0
         except BaseException:  # report it; never unwind into the parent's stack from here
             traceback.print_exc()

@@ -16,7 +16,6 @@ import io
 import logging
 import math
 import random
-import re
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from edgeloop.backoff import Backoff
-from edgeloop.model.manifest import MODEL_NAME_PATTERN, Datatype
+from edgeloop.model.manifest import MODEL_NAME, MODEL_NAME_PATTERN, Datatype
 from edgeloop.serving.metrics import ServingMetrics
 from edgeloop.serving.oip import (
     NUMPY_DTYPES,
@@ -767,7 +766,7 @@ def _check_record(root: str, record: dict[str, Any]) -> None:
     """Raise ValueError unless `record` has what its batch table needs (a damaged line that
     parses as JSON must be skipped here, not fail the whole segment's upload)."""
     model = record.get("model")
-    if not isinstance(model, str) or not _MODEL_NAME.match(model):
+    if not isinstance(model, str) or not MODEL_NAME.match(model):
         raise ValueError(f"model {model!r} is not a model name")
     if not isinstance(record.get("request_id"), str):
         raise ValueError("no request_id")
@@ -777,9 +776,6 @@ def _check_record(root: str, record: dict[str, Any]) -> None:
         if "version" not in record:
             raise ValueError("no version")
         float(record.get("latency_ms", 0.0))
-
-
-_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 def encode_batch(root: str, records: Iterable[dict[str, Any]], site: str, batch_id: str) -> bytes:

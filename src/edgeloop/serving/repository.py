@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hmac
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeloop.errors import ConfigError, ServingError
-from edgeloop.model.manifest import MANIFEST_NAME, MODEL_NAME_PATTERN
-
-_NAME = re.compile(MODEL_NAME_PATTERN)
+from edgeloop.model.manifest import MANIFEST_NAME, MODEL_NAME
 
 
 @dataclass(frozen=True, order=True)
@@ -34,7 +31,7 @@ def scan_repository(root: Path) -> dict[str, list[RepositoryEntry]]:
     if not root.is_dir():
         return found
     for model_dir in root.iterdir():
-        if model_dir.is_symlink() or not model_dir.is_dir() or not _NAME.match(model_dir.name):
+        if model_dir.is_symlink() or not model_dir.is_dir() or not MODEL_NAME.match(model_dir.name):
             continue
         versions = []
         for version_dir in model_dir.iterdir():
@@ -52,7 +49,7 @@ def scan_repository(root: Path) -> dict[str, list[RepositoryEntry]]:
 
 def version_path(root: Path, name: str, version: int) -> Path:
     """The directory of `name` version `version` inside the repository (names are checked)."""
-    if not _NAME.match(name) or version < 1:
+    if not MODEL_NAME.match(name) or version < 1:
         raise ServingError(f"invalid model name {name!r} or version {version}")
     return root / name / str(version)
 

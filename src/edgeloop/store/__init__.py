@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeloop.errors import InvalidKeyError
+from edgeloop.settings import on_off
 from edgeloop.store.base import ObjectInfo, ObjectReader, ObjectStore, PutData, sha256_bytes
 from edgeloop.store.keys import validate_key, validate_prefix
 from edgeloop.store.local import LocalStore
@@ -14,7 +15,6 @@ from edgeloop.store.url import SCHEMES, StoreURL, parse_store_url
 # `file://` URL options, all on/off, on by default: fsync each object before its rename;
 # let a batch of copies make many objects durable with one syncfs (see LocalStore).
 FILE_OPTIONS = ("fsync", "syncfs")
-_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _file_options(parsed: StoreURL) -> dict[str, bool]:
@@ -26,13 +26,14 @@ def _file_options(parsed: StoreURL) -> dict[str, bool]:
         )
     flags: dict[str, bool] = {}
     for name in FILE_OPTIONS:
-        value = parsed.options.get(name, "1").strip().lower()
-        if value not in _ON + _OFF:
+        raw = parsed.options.get(name, "1")
+        value = on_off(raw)
+        if value is None:
             raise InvalidKeyError(
-                f"refused store URL {parsed.raw!r}: {name}={value!r} is not on or off; "
+                f"refused store URL {parsed.raw!r}: {name}={raw!r} is not on or off; "
                 f"write {name}=1 or {name}=0"
             )
-        flags[name] = value in _ON
+        flags[name] = value
     return flags
 
 

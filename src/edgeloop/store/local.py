@@ -204,6 +204,11 @@ class LocalStore:
         self._tmp_counter = itertools.count()
         self.sweep_temp()
 
+    def reopened(self) -> LocalStore:
+        """A new instance of this store with the same options (and its own temp names), for
+        another process to write with: a forked copy process."""
+        return LocalStore(self.root, fsync=self.fsync, syncfs=self.syncfs, create=False)
+
     def deferring_sync(self) -> LocalStore:
         """A view of this store whose puts leave the directory fsync to `sync()`.
 
@@ -311,9 +316,8 @@ class LocalStore:
 
     def stage(self, key: str, data: PutData, *, expected_sha256: str | None = None) -> StagedPut:
         """The first half of a put: write `data` to a temp file and check its digest. The
-        object exists only once `commit()` (fsync, then rename) returns; `abort()` drops it.
-        A copy process commits one object while it stages the next, so their fsyncs overlap
-        with copying instead of idling a process."""
+        object exists only once `commit()` (fsync, then rename) or `commit_together` returns;
+        `abort()` drops it. A copy process stages a group while the previous one commits."""
         path, parent, parent_known = self._locate(key)
         tmp = f"{self._tmp_text}/{self._tmp_prefix}-{next(self._tmp_counter)}.part"
         hashing = HashingReader(iter_chunks(data))
@@ -347,11 +351,11 @@ class LocalStore:
 
         Where the store allows it (`syncfs`, on by default) and the kernel reports its
         errors, one syncfs(2) makes all of them durable before their renames, instead of an
-        fsync per file: each fsync is a journal commit and a device flush of its own, about
-        a third of a small object's copy. The cost is that the flush
-        also writes other programs' dirty data on that file system. If the syncfs fails
-        (perhaps for another program's file), each object is fsynced on its own, so only a
-        failure of that object's own writeback fails it.
+        fsync per file: each fsync is a journal commit and a device flush of its own, about a
+        third of a small object's copy. The cost is that the flush also writes other
+        programs' dirty data on that file system. If the syncfs fails (perhaps for another
+        program's file), each object is fsynced on its own, so only a failure of that
+        object's own writeback fails it.
         """
         synced = False
         if self.fsync and self.syncfs and len(staged) > 1 and syncfs_module.available():

@@ -16,6 +16,7 @@ from obstore.store import S3Store as _ObstoreS3
 
 from edgeloop.errors import InvalidKeyError, ObjectNotFound, StoreError, StoreUnavailable
 from edgeloop.model.events import utcnow
+from edgeloop.settings import on_off
 from edgeloop.store.base import CHUNK_SIZE, HashingReader, ObjectInfo, PutData, iter_chunks
 from edgeloop.store.keys import validate_key, validate_prefix
 from edgeloop.store.url import StoreURL
@@ -63,7 +64,7 @@ def is_unavailable(first_line: str) -> bool:
 
 
 def _flag(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    return on_off(value) is True
 
 
 def _first_line(exc: BaseException) -> str:

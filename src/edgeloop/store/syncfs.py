@@ -9,6 +9,7 @@ returned 0 even when writeback failed, so a lost write could pass as durable).
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 import re
@@ -51,7 +52,7 @@ def syncfs(fd: int) -> None:
     writeback error anywhere on that file system since `fd` was opened."""
     function = _syncfs()
     if function is None:
-        raise OSError(0, "syncfs is not available here (Linux 5.8 or later is needed)")
+        raise OSError(errno.ENOSYS, "syncfs is not available here (Linux 5.8 or later)")
     if function(fd) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
