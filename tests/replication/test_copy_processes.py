@@ -26,6 +26,7 @@ import edgeloop.store.syncfs as syncfs_module
 from edgeloop.errors import ChecksumMismatch, ObjectNotFound, StoreError
 from edgeloop.replication import Ledger, MemorySink, ReplicationOptions, Replicator
 from edgeloop.replication.copier import NOT_ATTEMPTED, CopyOutcome, is_outage
+from edgeloop.replication.ledger import LedgerEntry
 from edgeloop.replication.plan import CopyTask
 from edgeloop.replication.replicator import GROUP_MAX_BYTES, PROCESS_MIN_OBJECTS
 from edgeloop.replication.workers import (
@@ -341,7 +342,8 @@ def test_a_killed_worker_hands_its_copies_to_threads(
     sink = MemorySink()
     rep = _replicator(source, target, tmp_path, sink, transfers=2, processes=2)
     with rep:
-        rep._start_processes()
+        small = LedgerEntry("k", None, 100, attempts=0, check_target=False)
+        rep._start_processes([small] * PROCESS_MIN_OBJECTS)  # as a drain does, first thing
         assert rep._processes is not None
         for pid in rep._processes.pids:  # both gone before the first group is sent
             os.kill(pid, signal.SIGKILL)

@@ -371,13 +371,13 @@ class Replicator:
             wanted = self.options.transfers if fsyncs else min(self.options.transfers, cpus)
         return wanted if wanted > 1 else 0
 
-    def _start_processes(self, waiting: Sequence[LedgerEntry] = ()) -> None:
-        """Start the copy processes when enough small copies wait (`waiting`, if given).
+    def _start_processes(self, waiting: Sequence[LedgerEntry]) -> None:
+        """Start the copy processes when enough small copies wait in `waiting`.
 
         Called before the first copy of a drain starts, so usually while no copy thread
         exists yet and the processes can be forked.
         """
-        if waiting and sum(e.size <= GROUP_MAX_BYTES for e in waiting) < PROCESS_MIN_OBJECTS:
+        if sum(e.size <= GROUP_MAX_BYTES for e in waiting) < PROCESS_MIN_OBJECTS:
             return
         if not self._process_count or self._processes is not None or self._local_pair is None:
             return
